@@ -1,0 +1,50 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "epmd-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "epmd-gateway", targets: ["epmd-gateway"]),
+        .library(name: "EPMDProtocol", targets: ["EPMDProtocol"]),
+        .library(name: "EPMDRegistry", targets: ["EPMDRegistry"]),
+        .library(name: "EPMDServer", targets: ["EPMDServer"]),
+        .library(name: "EPMDApp", targets: ["EPMDApp"]),
+    ],
+    targets: [
+        // MARK: - Targets
+
+        /// Linux headers Swift cannot import cleanly on its own (epoll, signalfd, socket option shims).
+        .target(name: "CEPMDSystem"),
+        /// Pure wire codec: every byte layout of the epmd protocol, no I/O.
+        .target(name: "EPMDProtocol"),
+        /// The name table: registration rules, creation numbers, the unregistered FIFO.
+        .target(name: "EPMDRegistry", dependencies: ["EPMDProtocol"]),
+        /// The epmd port: our own epoll loop, connection state machine, listeners.
+        .target(name: "EPMDServer", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry"]),
+        /// Composition: configuration, epmd-style command line, client modes, daemon mode.
+        .target(name: "EPMDApp", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer"]),
+        /// The thin executable.
+        .executableTarget(name: "epmd-gateway", dependencies: ["EPMDApp"]),
+
+        // MARK: - Tests
+
+        .testTarget(name: "EPMDProtocolTests", dependencies: ["EPMDProtocol"]),
+        .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
+        .testTarget(
+            name: "EPMDServerTests",
+            dependencies: ["EPMDServer", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
+        ),
+        .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["epmd-gateway"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
+}

@@ -1,0 +1,4 @@
+#ifndef CEPMDSYSTEM_H
+#define CEPMDSYSTEM_H
+#include <sys/epoll.h>
+#endif
