@@ -1,0 +1,163 @@
+/// epmd's command line: parsed strictly left to right, numbers with `atoi`, a zero or missing value
+/// is a usage error, client modes must come last. Our own options are GNU-style `--long` ones.
+public enum EPMDArguments {
+    /// - Parameters:
+    ///   - arguments: the arguments without the program name.
+    ///   - environment: the process environment (`ERL_EPMD_PORT`, `ERL_EPMD_ADDRESS`,
+    ///     `ERL_EPMD_RELAXED_COMMAND_CHECK`).
+    /// - Returns: what to do.
+    public static func parse(_ arguments: [String], environment: [String: String]) -> EPMDInvocation {
+        var options = EPMDOptions()
+        if let port = environment["ERL_EPMD_PORT"] { options.port = self.atoi(port) }
+        options.addresses = environment["ERL_EPMD_ADDRESS"]
+        options.relaxedCommandCheck = environment["ERL_EPMD_RELAXED_COMMAND_CHECK"] != nil
+
+        var index = 0
+        func positiveValue() -> Int? {
+            guard index + 1 < arguments.count else { return nil }
+            let value = self.atoi(arguments[index + 1])
+            return value == 0 ? nil : value
+        }
+        while index < arguments.count {
+            let isLast = index == arguments.count - 1
+            switch arguments[index] {
+            case "-d", "-debug":
+                options.debugLevel += 1
+                index += 1
+            case "-packet_timeout":
+                guard let value = positiveValue() else { return .usage }
+                options.packetTimeout = value
+                index += 2
+            case "-delay_accept":
+                guard let value = positiveValue() else { return .usage }
+                options.delayAccept = value
+                index += 2
+            case "-delay_write":
+                guard let value = positiveValue() else { return .usage }
+                options.delayWrite = value
+                index += 2
+            case "-port":
+                guard let value = positiveValue() else { return .usage }
+                options.port = value
+                index += 2
+            case "-address":
+                guard index + 1 < arguments.count else { return .usage }
+                options.addresses = arguments[index + 1]
+                index += 2
+            case "-daemon":
+                options.daemon = true
+                index += 1
+            case "-relaxed_command_check":
+                options.relaxedCommandCheck = true
+                index += 1
+            case "-systemd":
+                options.systemd = true
+                index += 1
+            case "-names":
+                return isLast ? .client(.names, options) : .usage
+            case "-started":
+                return isLast ? .client(.started, options) : .usage
+            case "-dump":
+                return isLast ? .client(.dump, options) : .usage
+            case "-kill":
+                return isLast ? .client(.kill, options) : .usage
+            case "-stop":
+                return index == arguments.count - 2 ? .client(.stop(arguments[index + 1]), options) : .usage
+            case "--help":
+                return .help
+            case "--version":
+                return .version
+            default:
+                return .usage
+            }
+        }
+        return .serve(options)
+    }
+
+    /// C's `atoi`: optional leading whitespace and sign, then digits up to the first non-digit;
+    /// no digits gives 0. Saturates instead of overflowing.
+    public static func atoi(_ text: String) -> Int {
+        var bytes = Substring(text).utf8.drop { $0 == 0x20 || (0x09...0x0D).contains($0) }
+        var negative = false
+        if let sign = bytes.first, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
+            negative = sign == UInt8(ascii: "-")
+            bytes = bytes.dropFirst()
+        }
+        var value = 0
+        for byte in bytes {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { break }
+            let (multiplied, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (added, overflow2) = multiplied.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+            if overflow1 || overflow2 { return negative ? Int(Int32.min) : Int(Int32.max) }
+            value = added
+        }
+        value = negative ? -value : value
+        return Int(Int32(clamping: value))
+    }
+
+    /// C epmd's usage text (stderr, exit 1).
+    public static let usageText = """
+        usage: epmd [-d|-debug] [DbgExtra...] [-address List]
+                    [-port No] [-daemon] [-relaxed_command_check]
+               epmd [-d|-debug] [-port No] [-names|-kill|-stop name]
+
+        See the Erlang epmd manual page for info about the usage.
+
+        Regular options
+            -address List
+                Let epmd listen only on the comma-separated list of IP
+                addresses (and on the loopback interface).
+            -port No
+                Let epmd listen to another port than default 4369
+            -d
+            -debug
+                Enable debugging. This will give a log to
+                the standard error stream. It will shorten
+                the number of saved used node names to 5.
+
+                If you give more than one debug flag you may
+                get more debugging information.
+            -daemon
+                Start epmd detached (as a daemon)
+            -relaxed_command_check
+                Allow this instance of epmd to be killed with
+                epmd -kill even if there are registered nodes.
+                Also allows forced unregister (epmd -stop).
+            -systemd
+                Wait for socket from systemd. The option makes sense
+                when started from .socket unit.
+
+        DbgExtra options
+            -packet_timeout Seconds
+                Set the number of seconds a connection can be
+                inactive before epmd times out and closes the
+                connection (default 60).
+
+            -delay_accept Seconds
+                To simulate a busy server you can insert a
+                delay between epmd gets notified about that
+                a new connection is requested and when the
+                connections gets accepted.
+
+            -delay_write Seconds
+                Also a simulation of a busy server. Inserts
+                a delay before a reply is sent.
+
+        Interactive options
+            -names
+                List names registered with the currently running epmd
+            -kill
+                Kill the currently running epmd
+                (only allowed if -names show empty database or
+                -relaxed_command_check was given when epmd was started).
+            -stop Name
+                Forcibly unregisters a name with epmd
+                (only allowed if -relaxed_command_check was given when 
+                epmd was started).
+
+        epmd-gateway options
+            --help       Print this text on stdout and exit 0.
+            --version    Print the version and exit 0.
+
+        """
+}

@@ -1,0 +1,6 @@
+import Foundation
+
+/// The process environment as a dictionary.
+public enum ProcessInfoEnvironment {
+    public static var current: [String: String] { ProcessInfo.processInfo.environment }
+}

@@ -1,0 +1,640 @@
+import CEPMDSystem
+import EPMDProtocol
+import EPMDRegistry
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The epmd port: a small event loop over epoll on one dedicated thread.
+///
+/// The loop only does I/O. Each connection's `EPMDConnectionStateMachine` decides what a request
+/// means; the `NodeRegistry` holds the names. Writes never block: a reply that does not fit in the
+/// socket buffer waits in the connection's outbound buffer. Every connection that is not a kept
+/// registration must finish within the packet timeout, counted from connect.
+public final class EPMDServer: Sendable {
+    /// Why `run()` returned.
+    public enum ExitReason: Equatable, Sendable {
+        /// A KILL_REQ was accepted: exit 0, as C epmd.
+        case killed
+        /// SIGTERM/SIGINT or `shutdown()`.
+        case shutdown
+    }
+
+    public let configuration: EPMDServerConfiguration
+    public let registry: NodeRegistry
+    let logger: EPMDLogger
+    private let listenFDs: [Int32]
+    private let wakeFD: Int32
+    private let shutdownRequested = Atomic<Bool>(false)
+    private let statisticsBox = Mutex(EPMDServerStatistics())
+
+    /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
+    public let boundPort: UInt16
+
+    /// Opens (or adopts) the listening sockets. Nothing is accepted until `run()`.
+    /// - Throws: `ListenerError` or `SystemError`.
+    public init(configuration: EPMDServerConfiguration, registry: NodeRegistry, logger: EPMDLogger) throws {
+        self.configuration = configuration
+        self.registry = registry
+        self.logger = logger
+        switch configuration.listeners {
+        case .bind(let plan):
+            let (fds, port) = try Listener.bind(plan) { message in logger.log(1, message) }
+            self.listenFDs = fds
+            self.boundPort = port
+        case .inherited(let fds):
+            for fd in fds { try System.setNonBlocking(fd) }
+            self.listenFDs = fds
+            self.boundPort = fds.first.flatMap { try? System.localAddress($0) }?.port ?? configuration.port
+        }
+        self.wakeFD = try System.eventFD()
+    }
+
+    deinit {
+        System.close(self.wakeFD)
+    }
+
+    /// A copy of the counters.
+    public var statistics: EPMDServerStatistics { self.statisticsBox.withLock { $0 } }
+
+    /// Asks the loop to stop; safe from any thread.
+    public func shutdown() {
+        self.shutdownRequested.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = write(self.wakeFD, &one, 8)
+    }
+
+    /// Runs the loop on the calling thread until KILL, a signal or `shutdown()`.
+    /// - Returns: why it stopped. Every connection and listener is closed by then.
+    /// - Throws: `SystemError` if epoll itself cannot be set up.
+    public func run() throws(SystemError) -> ExitReason {
+        var loop = try EventLoop(server: self)
+        return loop.run()
+    }
+
+    func updateStatistics(_ body: (inout EPMDServerStatistics) -> Void) {
+        self.statisticsBox.withLock { body(&$0) }
+    }
+
+    var isShutdownRequested: Bool { self.shutdownRequested.load(ordering: .acquiring) }
+    var listeners: [Int32] { self.listenFDs }
+    var wakeDescriptor: Int32 { self.wakeFD }
+}
+
+/// One accepted connection, owned by the loop thread.
+private final class Connection {
+    let id: ConnectionID
+    let fd: Int32
+    let serial: UInt32
+    let peer: SocketAddress
+    var machine: EPMDConnectionStateMachine
+    var outbound: [UInt8] = []
+    var outboundOffset = 0
+    var interest: UInt32
+    var registered = false
+    var writeAt: UInt64 = 0
+
+    init(id: ConnectionID, fd: Int32, serial: UInt32, peer: SocketAddress, machine: EPMDConnectionStateMachine) {
+        self.id = id
+        self.fd = fd
+        self.serial = serial
+        self.peer = peer
+        self.machine = machine
+        self.interest = EventLoop.readInterest
+    }
+}
+
+/// The loop's state: lives on the loop thread only.
+private struct EventLoop {
+    static let readInterest = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)
+    static let writeInterest = UInt32(EPOLLOUT.rawValue)
+
+    private enum Tag: UInt64 {
+        case connection = 0
+        case listener = 1
+        case wake = 2
+        case signal = 3
+    }
+
+    let server: EPMDServer
+    let epfd: Int32
+    var signalFD: Int32 = -1
+    var slots: [Connection?] = []
+    var registeredByID: [ConnectionID: Int32] = [:]
+    var nextID: UInt64 = 0
+    var nextSerial: UInt32 = 0
+    var openCount = 0
+    /// (deadline, fd, serial) in accept order; deadlines only grow, so the head is the earliest.
+    var deadlines = RingQueue<(deadline: UInt64, fd: Int32, serial: UInt32)>()
+    /// (time, fd, serial) of replies held back by `-delay_write`, also in order.
+    var delayedWrites = RingQueue<(at: UInt64, fd: Int32, serial: UInt32)>()
+    var exitReason: EPMDServer.ExitReason?
+    var acceptPaused = false
+    var acceptResumeAt: UInt64 = 0
+    var reserveFD: Int32 = -1
+    let readBuffer: UnsafeMutableRawBufferPointer
+    let eventBits: UnsafeMutablePointer<UInt32>
+    let eventData: UnsafeMutablePointer<UInt64>
+    let eventCapacity = 256
+    let packetTimeout: UInt64
+    let delayWrite: UInt64
+    let prefix: [UInt8]
+
+    init(server: EPMDServer) throws(SystemError) {
+        self.server = server
+        self.epfd = try System.epollCreate()
+        self.readBuffer = .allocate(byteCount: 4096, alignment: 16)
+        self.eventBits = .allocate(capacity: 256)
+        self.eventData = .allocate(capacity: 256)
+        self.packetTimeout = UInt64(max(server.configuration.packetTimeout, 1)) * 1_000_000_000
+        self.delayWrite = UInt64(max(server.configuration.delayWrite, 0)) * 1_000_000_000
+        self.prefix = EPMDResponse.portPrefix(server.configuration.port)
+        for (index, fd) in server.listeners.enumerated() {
+            try System.epollControl(
+                self.epfd,
+                EPOLL_CTL_ADD,
+                fd,
+                events: UInt32(EPOLLIN.rawValue),
+                data: Self.data(.listener, fd: Int32(index))
+            )
+        }
+        try System.epollControl(
+            self.epfd,
+            EPOLL_CTL_ADD,
+            server.wakeDescriptor,
+            events: UInt32(EPOLLIN.rawValue),
+            data: Self.data(.wake, fd: 0)
+        )
+        if server.configuration.handleSignals {
+            self.signalFD = try System.signalFD([SIGTERM, SIGINT])
+            try System.epollControl(
+                self.epfd,
+                EPOLL_CTL_ADD,
+                self.signalFD,
+                events: UInt32(EPOLLIN.rawValue),
+                data: Self.data(.signal, fd: 0)
+            )
+        }
+        self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    private static func data(_ tag: Tag, fd: Int32, serial: UInt32 = 0) -> UInt64 {
+        tag.rawValue << 56 | UInt64(serial & 0x00FF_FFFF) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    // MARK: - The loop
+
+    mutating func run() -> EPMDServer.ExitReason {
+        let log = self.server.logger
+        log.log(2, "entering the main epoll loop")
+        while self.exitReason == nil {
+            if self.server.isShutdownRequested {
+                self.exitReason = .shutdown
+                break
+            }
+            let count: Int
+            do {
+                count = try System.epollWait(
+                    self.epfd,
+                    events: self.eventBits,
+                    data: self.eventData,
+                    capacity: Int32(self.eventCapacity),
+                    timeoutMilliseconds: self.nextTimeoutMilliseconds()
+                )
+            } catch {
+                log.log(0, "error in epoll_wait: \(error.message)")
+                continue
+            }
+            if self.server.configuration.delayAccept > 0 {
+                sleep(UInt32(self.server.configuration.delayAccept))
+            }
+            for index in 0..<count {
+                let data = self.eventData[index]
+                let bits = self.eventBits[index]
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                switch Tag(rawValue: data >> 56) {
+                case .connection:
+                    self.connectionEvent(fd: fd, serial: UInt32(data >> 32 & 0x00FF_FFFF), bits: bits)
+                case .listener:
+                    self.acceptConnections(listenerIndex: Int(fd))
+                case .wake:
+                    var value: UInt64 = 0
+                    _ = read(self.server.wakeDescriptor, &value, 8)
+                case .signal:
+                    self.drainSignals()
+                case .none:
+                    break
+                }
+                if self.exitReason != nil { break }
+            }
+            self.expireTimers()
+        }
+        self.teardown()
+        return self.exitReason ?? .shutdown
+    }
+
+    private func nextTimeoutMilliseconds() -> Int32 {
+        var next = UInt64.max
+        if let head = self.deadlines.first { next = min(next, head.deadline) }
+        if let head = self.delayedWrites.first { next = min(next, head.at) }
+        if self.acceptPaused { next = min(next, self.acceptResumeAt) }
+        guard next != .max else { return -1 }
+        let now = System.monotonicNanoseconds()
+        guard next > now else { return 0 }
+        return Int32(min((next - now + 999_999) / 1_000_000, 60_000))
+    }
+
+    private mutating func drainSignals() {
+        var info = signalfd_siginfo()
+        while read(self.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
+            self.server.logger.log(1, "got signal \(info.ssi_signo), shutting down")
+            self.exitReason = .shutdown
+        }
+    }
+
+    // MARK: - Accepting
+
+    private mutating func acceptConnections(listenerIndex: Int) {
+        guard listenerIndex < self.server.listeners.count, !self.acceptPaused else { return }
+        let listenFD = self.server.listeners[listenerIndex]
+        // A bounded batch per wake-up keeps reads of existing connections fair.
+        for _ in 0..<64 {
+            do {
+                guard let (fd, peer) = try System.accept(listenFD) else { return }
+                self.adopt(fd: fd, peer: peer)
+            } catch {
+                if error.isResourceExhaustion {
+                    self.outOfDescriptors(error, listenFD: listenFD)
+                    return
+                }
+                // ECONNABORTED, EPROTO, EPERM and friends concern one peer only: never fatal.
+                self.server.updateStatistics { $0.rejected["accept_error", default: 0] += 1 }
+                self.server.logger.log(1, "error in accept: \(error.message)")
+                return
+            }
+        }
+    }
+
+    /// EMFILE/ENFILE: keep every registration, count the refusal, and serve one waiting client with
+    /// the reserve descriptor; then stop polling the listeners until a descriptor frees (or 100 ms).
+    private mutating func outOfDescriptors(_ error: SystemError, listenFD: Int32) {
+        let reason = error.errno == EMFILE ? "emfile" : error.errno == ENFILE ? "enfile" : "no_memory"
+        self.server.updateStatistics { $0.rejected[reason, default: 0] += 1 }
+        self.server.logger.log(0, "error in accept: \(error.message) (registrations kept, accepting paused)")
+        if self.reserveFD >= 0 {
+            System.close(self.reserveFD)
+            self.reserveFD = -1
+            if let (fd, peer) = try? System.accept(listenFD) {
+                self.adopt(fd: fd, peer: peer)
+            }
+        }
+        self.pauseAccepting()
+    }
+
+    private mutating func pauseAccepting() {
+        guard !self.acceptPaused else { return }
+        self.acceptPaused = true
+        self.acceptResumeAt = System.monotonicNanoseconds() + 100_000_000
+        for fd in self.server.listeners {
+            try? System.epollControl(self.epfd, EPOLL_CTL_MOD, fd, events: 0, data: 0)
+        }
+    }
+
+    private mutating func resumeAccepting() {
+        if self.reserveFD < 0 { self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        guard self.acceptPaused else { return }
+        self.acceptPaused = false
+        for (index, fd) in self.server.listeners.enumerated() {
+            try? System.epollControl(
+                self.epfd,
+                EPOLL_CTL_MOD,
+                fd,
+                events: UInt32(EPOLLIN.rawValue),
+                data: Self.data(.listener, fd: Int32(index))
+            )
+        }
+    }
+
+    private mutating func adopt(fd: Int32, peer: SocketAddress) {
+        let isLocal = PeerLocality.isLocal(peer: peer) { try? System.localAddress(fd) }
+        self.nextID += 1
+        self.nextSerial = (self.nextSerial + 1) & 0x00FF_FFFF
+        let machine = EPMDConnectionStateMachine(
+            isLocalPeer: isLocal,
+            relaxedCommandCheck: self.server.configuration.relaxedCommandCheck
+        )
+        let connection = Connection(
+            id: ConnectionID(self.nextID),
+            fd: fd,
+            serial: self.nextSerial,
+            peer: peer,
+            machine: machine
+        )
+        do {
+            try System.epollControl(
+                self.epfd,
+                EPOLL_CTL_ADD,
+                fd,
+                events: Self.readInterest,
+                data: Self.data(.connection, fd: fd, serial: connection.serial)
+            )
+        } catch {
+            self.server.logger.log(0, "cannot watch connection: \(error.message)")
+            System.close(fd)
+            return
+        }
+        let index = Int(fd)
+        if index >= self.slots.count {
+            self.slots.append(contentsOf: repeatElement(nil, count: max(index + 1 - self.slots.count, 64)))
+        }
+        self.slots[index] = connection
+        self.openCount += 1
+        let open = self.openCount
+        self.server.updateStatistics {
+            $0.accepted += 1
+            $0.openConnections = open
+            $0.peakConnections = max($0.peakConnections, open)
+        }
+        self.deadlines.append((System.monotonicNanoseconds() + self.packetTimeout, fd, connection.serial))
+        self.server.logger.log(2, "\(isLocal ? "Local" : "Non-local") peer connected (\(peer))")
+    }
+
+    // MARK: - Connection events
+
+    private func connection(fd: Int32, serial: UInt32) -> Connection? {
+        guard fd >= 0, Int(fd) < self.slots.count, let connection = self.slots[Int(fd)],
+            connection.serial == serial
+        else { return nil }
+        return connection
+    }
+
+    private mutating func connectionEvent(fd: Int32, serial: UInt32, bits: UInt32) {
+        guard let connection = self.connection(fd: fd, serial: serial) else { return }
+        if bits & UInt32(EPOLLOUT.rawValue) != 0 {
+            self.flush(connection)
+            guard self.connection(fd: fd, serial: serial) != nil else { return }
+        }
+        let readable = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)
+        let failed = UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)
+        switch connection.machine.state {
+        case .receiving, .kept:
+            if bits & (readable | failed) != 0 { self.readable(connection) }
+        case .replying:
+            // Not reading while a reply is pending; a reset shows up as EPOLLERR/EPOLLHUP.
+            if bits & failed != 0, connection.outboundOffset < connection.outbound.count {
+                self.close(connection, reason: .ioError)
+            }
+        case .closed:
+            break
+        }
+    }
+
+    private mutating func readable(_ connection: Connection) {
+        let result: Int?
+        do {
+            result = try System.read(connection.fd, into: self.readBuffer)
+        } catch {
+            self.close(connection, reason: .ioError)
+            return
+        }
+        guard let count = result else { return }
+        if count == 0 {
+            if case .receiving = connection.machine.state, connection.machine.isTimed {
+                self.server.logger.log(1, "got partial packet only on connection \(connection.id)")
+            }
+            self.close(connection, reason: .peerClosed)
+            return
+        }
+        let bytes = UnsafeRawBufferPointer(rebasing: self.readBuffer[0..<count])
+        switch connection.machine.received(bytes) {
+        case .awaitMore:
+            return
+        case .close(let reason):
+            self.close(connection, reason: reason)
+        case .serve(let request):
+            self.serve(request, on: connection)
+        }
+    }
+
+    // MARK: - Requests
+
+    private mutating func serve(_ request: EPMDRequest, on connection: Connection) {
+        let log = self.server.logger
+        switch request {
+        case .alive2(let alive):
+            self.count(request: "alive2")
+            let extended = alive.wantsExtendedReply
+            let reply: [UInt8]
+            switch self.server.registry.register(
+                alive,
+                connection: connection.id,
+                fd: connection.fd,
+                peer: connection.peer.host
+            ) {
+            case .success(let node):
+                connection.registered = true
+                self.registeredByID[connection.id] = connection.fd
+                let creation = RegisteredNode.wireCreation(node.creation, extended: extended)
+                reply = EPMDResponse.alive2(success: true, creation: creation, extended: extended)
+                log.log(1, "registering '\(Self.printable(alive.name)):\(creation)', port \(alive.port)")
+            case .failure(let error):
+                self.server.updateStatistics { $0.registrationFailures[error.reason, default: 0] += 1 }
+                reply = EPMDResponse.alive2(success: false, creation: 0, extended: extended)
+                log.log(0, "ALIVE2_REQ refused for '\(Self.printable(alive.name))': \(error)")
+            }
+            self.reply(reply, on: connection, keep: true)
+        case .portPlease2(let name):
+            self.count(request: "port_please2")
+            if let node = self.server.registry.lookup(name) {
+                self.reply(EPMDResponse.port2Found(node.request), on: connection, keep: false)
+            } else {
+                self.reply(EPMDResponse.port2NotFound, on: connection, keep: false)
+            }
+        case .names:
+            self.count(request: "names")
+            self.reply(self.prefix + self.server.registry.namesText(), on: connection, keep: false)
+        case .dump:
+            self.count(request: "dump")
+            self.reply(self.prefix + self.server.registry.dumpText(), on: connection, keep: false)
+        case .kill:
+            self.count(request: "kill")
+            if !self.server.configuration.relaxedCommandCheck && !self.server.registry.isEmpty {
+                log.log(0, "Disallowed KILL_REQ, live nodes")
+                self.reply(EPMDResponse.killRefused, on: connection, keep: false)
+            } else {
+                log.log(0, "got KILL_REQ - terminates normal")
+                // Written at once (two bytes always fit), then the loop ends and exits 0.
+                EPMDResponse.killAccepted.withUnsafeBytes { _ = try? System.send(connection.fd, $0) }
+                self.close(connection, reason: .answered)
+                self.exitReason = .killed
+            }
+        case .stop(let name):
+            self.count(request: "stop")
+            if let node = self.server.registry.unregister(name: name) {
+                log.log(1, "epmd connection stopped: '\(Self.printable(name))'")
+                if let fd = self.registeredByID.removeValue(forKey: node.connection),
+                    Int(fd) < self.slots.count, let victim = self.slots[Int(fd)], victim.id == node.connection
+                {
+                    victim.registered = false
+                    self.close(victim, reason: .stopped)
+                }
+                self.reply(EPMDResponse.stopStopped, on: connection, keep: false)
+            } else {
+                self.reply(EPMDResponse.stopNotFound, on: connection, keep: false)
+            }
+        }
+    }
+
+    private func count(request: String) {
+        self.server.updateStatistics { $0.requests[request, default: 0] += 1 }
+    }
+
+    private static func printable(_ name: [UInt8]) -> String { String(decoding: name, as: UTF8.self) }
+
+    // MARK: - Writing
+
+    private mutating func reply(_ bytes: [UInt8], on connection: Connection, keep: Bool) {
+        connection.machine.replyStarted(keep: keep)
+        connection.outbound = bytes
+        connection.outboundOffset = 0
+        if self.delayWrite > 0 {
+            connection.writeAt = System.monotonicNanoseconds() + self.delayWrite
+            self.delayedWrites.append((connection.writeAt, connection.fd, connection.serial))
+            self.setInterest(connection, 0)
+            return
+        }
+        self.flush(connection)
+    }
+
+    private mutating func flush(_ connection: Connection) {
+        while connection.outboundOffset < connection.outbound.count {
+            let offset = connection.outboundOffset
+            let attempt = connection.outbound.withUnsafeBytes { raw in
+                Result { () throws(SystemError) in
+                    try System.send(connection.fd, UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                }
+            }
+            let result: Int?
+            switch attempt {
+            case .success(let value):
+                result = value
+            case .failure(let error):
+                // A failed reply write: a registration made on this connection must not stay.
+                self.server.logger.log(1, "failed to send reply on \(connection.id): \(error.message)")
+                self.close(connection, reason: .ioError)
+                return
+            }
+            guard let written = result else {
+                self.setInterest(connection, Self.writeInterest)
+                return
+            }
+            connection.outboundOffset += written
+        }
+        connection.outbound = []
+        connection.outboundOffset = 0
+        if connection.machine.replyWritten() {
+            self.setInterest(connection, Self.readInterest)
+        } else {
+            self.close(connection, reason: .answered)
+        }
+    }
+
+    private func setInterest(_ connection: Connection, _ interest: UInt32) {
+        guard connection.interest != interest else { return }
+        connection.interest = interest
+        try? System.epollControl(
+            self.epfd,
+            EPOLL_CTL_MOD,
+            connection.fd,
+            events: interest,
+            data: Self.data(.connection, fd: connection.fd, serial: connection.serial)
+        )
+    }
+
+    // MARK: - Timers
+
+    private mutating func expireTimers() {
+        let now = System.monotonicNanoseconds()
+        while let head = self.deadlines.first, head.deadline <= now {
+            self.deadlines.removeFirst()
+            guard let connection = self.connection(fd: head.fd, serial: head.serial), !connection.registered,
+                connection.machine.state != .closed
+            else { continue }
+            self.server.logger.log(1, "closing because timed out on receive (\(connection.id))")
+            self.server.updateStatistics { $0.timeouts += 1 }
+            self.close(connection, reason: .timeout)
+        }
+        while let head = self.delayedWrites.first, head.at <= now {
+            self.delayedWrites.removeFirst()
+            guard let connection = self.connection(fd: head.fd, serial: head.serial) else { continue }
+            self.flush(connection)
+        }
+        if self.acceptPaused, now >= self.acceptResumeAt { self.resumeAccepting() }
+    }
+
+    // MARK: - Closing
+
+    private mutating func close(_ connection: Connection, reason: CloseReason) {
+        connection.machine.terminated()
+        if connection.registered {
+            connection.registered = false
+            self.registeredByID.removeValue(forKey: connection.id)
+            if let node = self.server.registry.unregister(connection: connection.id) {
+                self.server.logger.log(
+                    1,
+                    "unregistering '\(Self.printable(node.name)):\(node.creation)', port \(node.port) (\(reason))"
+                )
+            }
+        }
+        switch reason {
+        case .malformed(let error):
+            self.server.updateStatistics { $0.malformed[error.reason, default: 0] += 1 }
+            self.server.logger.log(0, "closed connection from \(connection.peer): \(reason)")
+        case .notLocal(let code):
+            self.server.updateStatistics { $0.malformed["not_local", default: 0] += 1 }
+            self.server.logger.log(0, "\(Self.requestName(code)) from non local address")
+        case .stopNotAllowed:
+            self.server.updateStatistics { $0.malformed["stop_not_allowed", default: 0] += 1 }
+            self.server.logger.log(0, "Disallowed STOP_REQ, no relaxed_command_check")
+        case .strayData:
+            self.server.updateStatistics { $0.malformed["stray_data", default: 0] += 1 }
+            self.server.logger.log(1, "got more than expected on ALIVE socket (\(connection.id))")
+        default:
+            break
+        }
+        let index = Int(connection.fd)
+        if index < self.slots.count, self.slots[index] === connection { self.slots[index] = nil }
+        System.close(connection.fd)
+        self.openCount -= 1
+        let open = self.openCount
+        self.server.updateStatistics { $0.openConnections = open }
+        if self.acceptPaused || self.reserveFD < 0 { self.resumeAccepting() }
+    }
+
+    private static func requestName(_ code: EPMDMessageCode) -> String {
+        switch code {
+        case .alive2Request: "ALIVE2_REQ"
+        case .dumpRequest: "DUMP_REQ"
+        case .killRequest: "KILL_REQ"
+        case .stopRequest: "STOP_REQ"
+        default: "request \(code.rawValue)"
+        }
+    }
+
+    private mutating func teardown() {
+        for case let connection? in self.slots {
+            self.close(connection, reason: .shutdown)
+        }
+        for fd in self.server.listeners { System.close(fd) }
+        if self.signalFD >= 0 { System.close(self.signalFD) }
+        if self.reserveFD >= 0 { System.close(self.reserveFD) }
+        System.close(self.epfd)
+        self.readBuffer.deallocate()
+        self.eventBits.deallocate()
+        self.eventData.deallocate()
+    }
+}

@@ -1,0 +1,205 @@
+import CEPMDSystem
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The one place that makes system calls for the epmd loop. Every call goes through `syscall`,
+/// which retries EINTR and turns errno into a typed `SystemError`; EAGAIN is reported as `nil`
+/// where the caller can meet it.
+public enum System {
+    /// Runs `body` until it stops failing with EINTR.
+    /// - Parameters:
+    ///   - name: the call's name for the error.
+    ///   - body: the call; a negative result means failure with errno set.
+    /// - Returns: the non-negative result.
+    /// - Throws: `SystemError` for any failure other than EINTR.
+    @inline(__always)
+    public static func syscall<T: FixedWidthInteger>(
+        _ name: String,
+        _ body: () -> T
+    ) throws(SystemError) -> T {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = errno
+            if code == EINTR { continue }
+            throw SystemError(name, errno: code)
+        }
+    }
+
+    /// Like `syscall`, but EAGAIN/EWOULDBLOCK gives `nil` instead of an error.
+    @inline(__always)
+    public static func nonBlockingSyscall<T: FixedWidthInteger>(
+        _ name: String,
+        _ body: () -> T
+    ) throws(SystemError) -> T? {
+        do {
+            return try self.syscall(name, body)
+        } catch {
+            if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return nil }
+            throw error
+        }
+    }
+
+    // MARK: - Descriptors
+
+    public static func close(_ fd: Int32) {
+        // close() must not be retried on EINTR on Linux: the descriptor is gone either way.
+        _ = Glibc.close(fd)
+    }
+
+    public static func setNonBlocking(_ fd: Int32) throws(SystemError) {
+        let flags = try self.syscall("fcntl") { fcntl(fd, F_GETFL) }
+        _ = try self.syscall("fcntl") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    public static func setCloseOnExec(_ fd: Int32) throws(SystemError) {
+        let flags = try self.syscall("fcntl") { fcntl(fd, F_GETFD) }
+        _ = try self.syscall("fcntl") { fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
+
+    /// Reads into `buffer`. Returns the byte count (0 = EOF), or `nil` when nothing is ready.
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+        try self.nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Sends bytes without SIGPIPE. Returns the count written, or `nil` when the socket buffer is full.
+    public static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+        try self.nonBlockingSyscall("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    // MARK: - Sockets
+
+    public static func socket(family: Int32) throws(SystemError) -> Int32 {
+        try self.syscall("socket") {
+            Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+    }
+
+    public static func setSocketOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(SystemError) {
+        var value = value
+        _ = try self.syscall("setsockopt") {
+            setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    public static func bind(_ fd: Int32, _ address: SocketAddress) throws(SystemError) {
+        _ = try self.syscall("bind") {
+            address.withSockaddr { Glibc.bind(fd, $0, $1) }
+        }
+    }
+
+    public static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
+        _ = try self.syscall("listen") { Glibc.listen(fd, backlog) }
+    }
+
+    /// Accepts one connection (non-blocking, close-on-exec). Returns `nil` when none is pending.
+    public static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let flags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let accepted = try withUnsafeMutablePointer(to: &storage) { pointer throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(SystemError) in
+                try self.nonBlockingSyscall("accept4") { cepmd_accept4(fd, address, &length, flags) }
+            }
+        }
+        guard let accepted else { return nil }
+        return (accepted, SocketAddress(storage: storage))
+    }
+
+    public static func localAddress(_ fd: Int32) throws(SystemError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try withUnsafeMutablePointer(to: &storage) { pointer throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(SystemError) in
+                try self.syscall("getsockname") { getsockname(fd, address, &length) }
+            }
+        }
+        return SocketAddress(storage: storage)
+    }
+
+    /// Closes with an RST instead of a FIN (SO_LINGER 0).
+    public static func abort(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        self.close(fd)
+    }
+
+    // MARK: - epoll, eventfd, signalfd
+
+    public static func epollCreate() throws(SystemError) -> Int32 {
+        try self.syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+    }
+
+    public static func epollControl(
+        _ epfd: Int32,
+        _ operation: Int32,
+        _ fd: Int32,
+        events: UInt32,
+        data: UInt64
+    ) throws(SystemError) {
+        _ = try self.syscall("epoll_ctl") { cepmd_epoll_ctl(epfd, operation, fd, events, data) }
+    }
+
+    public static func epollWait(
+        _ epfd: Int32,
+        events: UnsafeMutablePointer<UInt32>,
+        data: UnsafeMutablePointer<UInt64>,
+        capacity: Int32,
+        timeoutMilliseconds: Int32
+    ) throws(SystemError) -> Int {
+        // EINTR here means a signal arrived: report no events so the loop re-checks its state.
+        do {
+            return Int(
+                try self.syscall("epoll_wait") {
+                    let result = cepmd_epoll_wait(epfd, events, data, capacity, timeoutMilliseconds)
+                    return result < 0 && errno == EINTR ? 0 : result
+                }
+            )
+        }
+    }
+
+    public static func eventFD() throws(SystemError) -> Int32 {
+        try self.syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC)) }
+    }
+
+    public static func signalFD(_ signals: [Int32]) throws(SystemError) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        return try self.syscall("signalfd") { signalfd(-1, &set, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)) }
+    }
+
+    /// Blocks `signals` in the calling thread (and the threads it creates afterwards).
+    public static func blockSignals(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// The monotonic clock in nanoseconds.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    /// The soft and hard limits on open descriptors.
+    public static func descriptorLimit() -> (soft: UInt64, hard: UInt64) {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
+    }
+
+    /// Raises the soft descriptor limit to the hard limit (as many registrations as the system allows).
+    public static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}
