@@ -112,7 +112,12 @@ public enum EPMDClient {
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let written = Glibc.send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
+                let written = Glibc.send(
+                    fd,
+                    raw.baseAddress.map { $0 + offset },
+                    raw.count - offset,
+                    Int32(MSG_NOSIGNAL)
+                )
                 if written < 0 && errno == EINTR { continue }
                 if written <= 0 { return false }
                 offset += written

@@ -36,7 +36,10 @@ public struct EPMDLogger: Sendable {
             var buffer = [CChar](repeating: 0, count: 64)
             let stamp: String
             if ctime_r(&now, &buffer) != nil {
-                stamp = String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                stamp = String(
+                    decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) },
+                    as: UTF8.self
+                )
             } else {
                 stamp = "?"
             }
