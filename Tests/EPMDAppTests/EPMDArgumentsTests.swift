@@ -1,0 +1,126 @@
+import EPMDApp
+import EPMDServer
+import Testing
+
+@Suite struct EPMDArgumentsTests {
+    func parse(_ arguments: [String], _ environment: [String: String] = [:]) -> EPMDInvocation {
+        EPMDArguments.parse(arguments, environment: environment)
+    }
+
+    @Test("the OTP suite's command lines")
+    func suiteLines() {
+        var expected = EPMDOptions()
+        expected.packetTimeout = 1
+        expected.port = 2243
+        #expect(self.parse(["-packet_timeout", "1", "-port", "2243"]) == .serve(expected))
+        expected.relaxedCommandCheck = true
+        expected.delayWrite = 1
+        #expect(
+            self.parse(["-packet_timeout", "1", "-port", "2243", "-delay_write", "1", "-relaxed_command_check"])
+                == .serve(expected)
+        )
+        #expect(
+            self.parse(["-packet_timeout", "1", "-port", "2243", "-names"])
+                == .client(
+                    .names,
+                    {
+                        var options = EPMDOptions()
+                        options.packetTimeout = 1
+                        options.port = 2243
+                        return options
+                    }()
+                )
+        )
+    }
+
+    @Test("zero, missing or non-numeric values and unknown options are usage errors")
+    func usage() {
+        for arguments in [
+            ["-port"], ["-port", "0"], ["-port", "x"], ["-packet_timeout", "0"], ["-delay_write"], ["-h"], ["--bogus"],
+            ["-address"],
+        ] {
+            #expect(self.parse(arguments) == .usage)
+        }
+    }
+
+    @Test("client modes must come last; -stop takes exactly one name after it")
+    func clientModesLast() {
+        #expect(self.parse(["-names", "-d"]) == .usage)
+        #expect(self.parse(["-kill", "-port", "1"]) == .usage)
+        #expect(self.parse(["-stop"]) == .usage)
+        #expect(self.parse(["-stop", "a", "b"]) == .usage)
+        guard case .client(.stop("a"), let options) = self.parse(["-d", "-port", "77", "-stop", "a"]) else {
+            Issue.record("-stop not parsed")
+            return
+        }
+        #expect(options.port == 77 && options.debugLevel == 1)
+        guard case .client(.started, _) = self.parse(["-started"]), case .client(.dump, _) = self.parse(["-dump"])
+        else {
+            Issue.record("-started/-dump not parsed")
+            return
+        }
+    }
+
+    @Test("environment: ERL_EPMD_PORT with atoi, ERL_EPMD_ADDRESS, relaxed check set even when empty; flags override")
+    func environment() {
+        let env = ["ERL_EPMD_PORT": "5000x", "ERL_EPMD_ADDRESS": "127.0.0.2", "ERL_EPMD_RELAXED_COMMAND_CHECK": ""]
+        guard case .serve(let options) = self.parse(["-d", "-d", "-daemon", "-systemd"], env) else {
+            Issue.record("not serve")
+            return
+        }
+        #expect(options.port == 5000)
+        #expect(options.addresses == "127.0.0.2")
+        #expect(options.relaxedCommandCheck)
+        #expect(options.debugLevel == 2 && options.daemon && options.systemd)
+        guard case .serve(let overridden) = self.parse(["-port", "6000", "-address", "::1"], env) else {
+            Issue.record("not serve")
+            return
+        }
+        #expect(overridden.port == 6000 && overridden.addresses == "::1")
+        guard case .serve(let garbage) = self.parse([], ["ERL_EPMD_PORT": "garbage"]) else {
+            Issue.record("not serve")
+            return
+        }
+        #expect(garbage.port == 0)
+    }
+
+    @Test(
+        "atoi",
+        arguments: [("42", 42), ("  -7", -7), ("+3x", 3), ("", 0), ("abc", 0), ("99999999999", Int(Int32.max))]
+    )
+    func atoi(text: String, value: Int) {
+        #expect(EPMDArguments.atoi(text) == value)
+    }
+
+    @Test("our own long options")
+    func longOptions() {
+        #expect(self.parse(["--version"]) == .version)
+        #expect(self.parse(["--help"]) == .help)
+    }
+}
+
+@Suite struct ListenPlanTests {
+    @Test("no list: every IPv4 and IPv6 address; IPv6 optional")
+    func any() throws {
+        let plan = try ListenPlan.make(addresses: nil, port: 4369)
+        #expect(plan.map(\.address) == [.anyIPv4(port: 4369), .anyIPv6(port: 4369)])
+        #expect(plan.map(\.required) == [true, false])
+        #expect(try ListenPlan.make(addresses: " , ", port: 1).count == 2)
+    }
+
+    @Test("a list: loopback first (optional), listed addresses required, loopback duplicates skipped")
+    func list() throws {
+        let plan = try ListenPlan.make(addresses: "127.0.0.2, ::1,127.0.0.1", port: 7)
+        #expect(plan.map(\.address.host) == ["127.0.0.1", "::1", "127.0.0.2"])
+        #expect(plan.map(\.required) == [false, false, true])
+    }
+
+    @Test("hostnames and too many addresses are refused")
+    func refused() {
+        #expect(throws: ListenPlan.PlanError.cannotParse("localhost")) {
+            try ListenPlan.make(addresses: "localhost", port: 1)
+        }
+        let many = (2...20).map { "127.0.0.\($0)" }.joined(separator: ",")
+        #expect(throws: ListenPlan.PlanError.tooMany) { try ListenPlan.make(addresses: many, port: 1) }
+    }
+}

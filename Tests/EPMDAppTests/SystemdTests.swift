@@ -1,0 +1,44 @@
+import EPMDApp
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct SystemdTests {
+    @Test("LISTEN_FDS: count from 3, LISTEN_PID must be ours, malformed values are errors")
+    func listenDescriptors() {
+        #expect(Systemd.listenDescriptors(environment: [:]) == [])
+        #expect(Systemd.listenDescriptors(environment: ["LISTEN_FDS": "2"]) == [3, 4])
+        #expect(Systemd.listenDescriptors(environment: ["LISTEN_FDS": "2", "LISTEN_PID": "\(getpid())"]) == [3, 4])
+        #expect(Systemd.listenDescriptors(environment: ["LISTEN_FDS": "2", "LISTEN_PID": "1"]) == [])
+        #expect(Systemd.listenDescriptors(environment: ["LISTEN_FDS": "x"]) == nil)
+    }
+
+    @Test("notify sends one datagram to NOTIFY_SOCKET")
+    func notify() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(getpid()).sock").path
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        try #require(bound == 0)
+        #expect(Systemd.notify("READY=1", environment: ["NOTIFY_SOCKET": path]))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        #expect(count == 7)
+        #expect(Array(buffer.prefix(7)) == Array("READY=1".utf8))
+        #expect(!Systemd.notify("READY=1", environment: [:]))
+    }
+}

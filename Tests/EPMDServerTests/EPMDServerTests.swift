@@ -1,0 +1,185 @@
+import EPMDProtocol
+import EPMDRegistry
+import EPMDServer
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.timeLimit(.minutes(1))) struct EPMDServerTests {
+    @Test("register, look up, list, and unregister on close")
+    func lifecycle() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (fd, reply) = try Wire.register(harness.port, "foo", nodePort: 5555)
+        #expect(reply.count == 6 && reply[0] == 0x76 && reply[1] == 0)
+        #expect(try Wire.names(harness.port) == "name foo at port 5555\n")
+        let found = try #require(try Wire.request(harness.port, [122] + Array("foo".utf8)))
+        #expect(found == [0x77, 0, 0x15, 0xB3, 0x4D, 0, 0, 6, 0, 5, 0, 3, 0x66, 0x6F, 0x6F, 0, 0])
+        close(fd)
+        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+        #expect(try Wire.request(harness.port, [122] + Array("foo".utf8)) == [0x77, 1])
+        #expect(harness.server.statistics.requests["alive2"] == 1)
+    }
+
+    @Test("a stray byte on a registration unregisters it and closes the connection")
+    func strayByte() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (fd, _) = try Wire.register(harness.port, "stray", nodePort: 1)
+        defer { close(fd) }
+        Wire.send(fd, [0])
+        #expect(Wire.readToEOF(fd) == [])
+        #expect(try Wire.names(harness.port).isEmpty)
+        #expect(harness.server.statistics.malformed["stray_data"] == 1)
+    }
+
+    @Test("a duplicate name gets result 1 and the first registration is untouched")
+    func duplicate() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (first, _) = try Wire.register(harness.port, "dup", nodePort: 1)
+        defer { close(first) }
+        let (second, reply) = try Wire.register(harness.port, "dup", nodePort: 2, high: 5)
+        defer { close(second) }
+        #expect(reply == [0x79, 1, 0, 0x63])
+        #expect(try Wire.names(harness.port) == "name dup at port 1\n")
+        #expect(harness.server.statistics.registrationFailures["name_in_use"] == 1)
+    }
+
+    @Test("malformed packets close only their own connection and are counted")
+    func malformed() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (fd, _) = try Wire.register(harness.port, "keep", nodePort: 7)
+        defer { close(fd) }
+        for bytes in [[0, 0], [0xFF, 0xFF], [0, 1, 97], [0, 1, 110, 110], [0, 3, 120, 0, 0]] as [[UInt8]] {
+            let conn = try Wire.connect(harness.port)
+            Wire.send(conn, bytes)
+            #expect(Wire.readToEOF(conn) == [])
+            close(conn)
+        }
+        #expect(try Wire.names(harness.port) == "name keep at port 7\n")
+        let statistics = harness.server.statistics
+        #expect(statistics.malformed["invalid_length"] == 2)
+        #expect(statistics.malformed["unknown_code"] == 1)
+        #expect(statistics.malformed["overrun"] == 1)
+        #expect(statistics.malformed["alive2_too_small"] == 1)
+    }
+
+    @Test("the packet timeout counts from connect: a client dribbling bytes is closed")
+    func dribbler() throws {
+        let harness = try ServerHarness(packetTimeout: 1)
+        defer { harness.stop() }
+        let fd = try Wire.connect(harness.port)
+        defer { close(fd) }
+        let start = Date()
+        // A 3057-byte request sent 1 byte every 200 ms would take ten minutes.
+        Wire.send(fd, [0x0B, 0xF1])
+        var closed = false
+        for _ in 0..<20 {
+            usleep(200_000)
+            if Glibc.send(fd, [110], 1, Int32(MSG_NOSIGNAL)) < 0 {
+                closed = true
+                break
+            }
+        }
+        if !closed { closed = Wire.readToEOF(fd) != nil }
+        #expect(closed)
+        #expect(Date().timeIntervalSince(start) < 3)
+        #expect(harness.server.statistics.timeouts == 1)
+    }
+
+    @Test("KILL: refused with live nodes, accepted when empty, and the loop ends")
+    func kill() throws {
+        let harness = try ServerHarness()
+        let (fd, _) = try Wire.register(harness.port, "live", nodePort: 1)
+        #expect(try Wire.request(harness.port, [107]) == Array("NO".utf8))
+        close(fd)
+        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+        #expect(try Wire.request(harness.port, [107]) == Array("OK".utf8))
+        #expect(harness.waitForExit() == .killed)
+    }
+
+    @Test("relaxed KILL closes live registrations")
+    func relaxedKill() throws {
+        let harness = try ServerHarness(relaxed: true)
+        let (fd, _) = try Wire.register(harness.port, "live", nodePort: 1)
+        defer { close(fd) }
+        #expect(try Wire.request(harness.port, [107]) == Array("OK".utf8))
+        #expect(harness.waitForExit() == .killed)
+        #expect(Wire.readToEOF(fd) == [])
+    }
+
+    @Test("STOP: relaxed only; closes the node's connection; NOEXISTSTOPPED for unknown names")
+    func stop() throws {
+        let strict = try ServerHarness()
+        defer { strict.stop() }
+        #expect(try Wire.request(strict.port, [115] + Array("foo".utf8)) == [])
+
+        let harness = try ServerHarness(relaxed: true)
+        defer { harness.stop() }
+        let (fd, _) = try Wire.register(harness.port, "foo", nodePort: 1)
+        defer { close(fd) }
+        #expect(try Wire.request(harness.port, [115] + Array("foo".utf8) + [0]) == Array("STOPPED".utf8))
+        #expect(Wire.readToEOF(fd) == [])
+        #expect(try Wire.names(harness.port).isEmpty)
+        #expect(try Wire.request(harness.port, [115] + Array("xxx42".utf8)) == Array("NOEXISTSTOPPED".utf8))
+    }
+
+    @Test("a reply write that fails (peer reset during -delay_write) leaves nothing registered")
+    func resetBeforeReply() throws {
+        let harness = try ServerHarness(delayWrite: 1)
+        defer { harness.stop() }
+        let fd = try Wire.connect(harness.port)
+        let body = Alive2Request(port: 1, name: Array("reset".utf8)).encode()
+        Wire.send(fd, [0, UInt8(body.count)] + body)
+        usleep(200_000)
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        usleep(1_500_000)
+        #expect(try Wire.names(harness.port).isEmpty)
+        #expect(harness.server.registry.isEmpty)
+    }
+
+    @Test("DUMP lists active and old names")
+    func dump() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (old, _) = try Wire.register(harness.port, "old", nodePort: 1)
+        close(old)
+        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+        let (fd, _) = try Wire.register(harness.port, "new", nodePort: 2)
+        defer { close(fd) }
+        let reply = try #require(try Wire.request(harness.port, [100]))
+        let text = String(decoding: reply.dropFirst(4), as: UTF8.self)
+        #expect(text.hasPrefix("active name     <new> at port 2, fd = "))
+        #expect(text.contains("\n\0old/unused name <old>, port = 1, fd = "))
+        #expect(text.hasSuffix(" \n\0"))
+    }
+
+    @Test("IPv6 loopback registrations and lookups", .enabled(if: ServerTestSupport.hasIPv6Loopback))
+    func ipv6() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let fd = try Wire.connect(harness.port, host: "::1")
+        defer { close(fd) }
+        let body = Alive2Request(port: 4711, name: Array("six".utf8)).encode()
+        Wire.send(fd, [0, UInt8(body.count)] + body)
+        #expect(Wire.read(fd, 6).prefix(2) == [0x76, 0])
+        #expect(try Wire.names(harness.port) == "name six at port 4711\n")
+    }
+}
+
+enum ServerTestSupport {
+    static var hasIPv6Loopback: Bool {
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard let address = SocketAddress(literal: "::1", port: 0) else { return false }
+        return address.withSockaddrPublic { bind(fd, $0, $1) } == 0
+    }
+}
