@@ -32,7 +32,7 @@ int cepmd_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags
     return accept4(fd, address, length, flags);
 }
 
-int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[]) {
+int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[], int keep_fd) {
     posix_spawnattr_t attributes;
     posix_spawn_file_actions_t actions;
     sigset_t empty;
@@ -53,6 +53,8 @@ int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, keep_fd, 3);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 4);
     posix_spawn_file_actions_addchdir_np(&actions, "/");
 
     result = posix_spawn(&pid, path, &actions, &attributes, argv, envp);

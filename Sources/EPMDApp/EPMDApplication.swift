@@ -95,6 +95,7 @@ public enum EPMDApplication {
         let registry = NodeRegistry(historyLimit: configuration.historyLimit)
         let server: EPMDServer
         do {
+            defer { if isDaemon { Daemon.reportReady(environment: environment) } }
             server = try EPMDServer(configuration: configuration, registry: registry, logger: logger)
         } catch let error as ListenerError {
             if case .addressInUse = error {

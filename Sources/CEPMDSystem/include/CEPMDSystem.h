@@ -28,9 +28,10 @@ int cepmd_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, i
 /// accept4() is declared only under _GNU_SOURCE, which a Swift module header cannot set reliably.
 int cepmd_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 
-/// posix_spawn with POSIX_SPAWN_SETSID and a chdir("/"), both GNU extensions hidden without
-/// _GNU_SOURCE: starts `path` detached in a new session with stdio on /dev/null, signal mask cleared
-/// and SIGPIPE/SIGHUP reset to default. Returns 0 or an errno value.
-int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[]);
+/// posix_spawn with POSIX_SPAWN_SETSID, chdir("/") and closefrom, GNU extensions hidden without
+/// _GNU_SOURCE: starts `path` detached in a new session with stdio on /dev/null, `keep_fd` as
+/// descriptor 3 and every other descriptor closed, signal mask cleared and SIGPIPE/SIGHUP reset to
+/// default. Returns 0 or an errno value.
+int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[], int keep_fd);
 
 #endif
