@@ -180,7 +180,7 @@ enum WireClient {
         let isV6 = host.contains(":")
         let fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int32((timeout - Double(Int(timeout))) * 1_000_000))
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: .init((timeout - Double(Int(timeout))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let rc: Int32
         if isV6 {
@@ -349,5 +349,46 @@ enum Command {
             stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         )
+    }
+}
+
+// MARK: - Added for WireConformanceTests / LimitsTests (starting the server through a shell)
+
+extension GatewayProcess {
+    /// Starts `/bin/sh -c '<shellPrefix> exec BINARY -port P <arguments>'` (for example with
+    /// `shellPrefix: "ulimit -n 256;"`) and waits until 127.0.0.1:P accepts connections. The shell execs,
+    /// so the process (and its pid) is the server itself.
+    static func start(shellPrefix: String, arguments: [String] = []) async throws -> GatewayProcess {
+        let port = try FreePort.next()
+        let command = ([TestBinary.url.path, "-port", String(port)] + arguments)
+            .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+            .joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\(shellPrefix) exec \(command)"]
+        var env = ProcessInfo.processInfo.environment
+        for key in ["ERL_EPMD_PORT", "ERL_EPMD_ADDRESS", "ERL_EPMD_RELAXED_COMMAND_CHECK"] {
+            env.removeValue(forKey: key)
+        }
+        process.environment = env
+        let stderrURL = FileManager.default.temporaryDirectory
+            .appendingPathComponent("epmd-gateway-test-\(port)-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: stderrURL)
+        process.standardError = handle
+        process.standardOutput = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let gateway = GatewayProcess(port: port, process: process, stderrURL: stderrURL)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if WireClient.canConnect(port: port) { return gateway }
+            if !process.isRunning {
+                throw TestFailure("server exited with \(process.terminationStatus): \(gateway.log)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        await gateway.stopWithoutBlocking()
+        throw TestFailure("server did not listen on \(port) within 10 s: \(gateway.log)")
     }
 }
