@@ -44,18 +44,7 @@ public struct EPMDLogger: Sendable {
                 stamp = "?"
             }
             let line = "epmd: \(stamp): \(message())\r\n"
-            var bytes = Array(line.utf8)
-            bytes.withUnsafeMutableBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let written = write(2, raw.baseAddress.map { $0 + offset }, raw.count - offset)
-                    if written <= 0 {
-                        if written < 0 && errno == EINTR { continue }
-                        return
-                    }
-                    offset += written
-                }
-            }
+            try? System.writeAll(2, Array(line.utf8))
         }
     }
 }

@@ -64,8 +64,7 @@ public final class EPMDServer: Sendable {
     /// Asks the loop to stop; safe from any thread.
     public func shutdown() {
         self.shutdownRequested.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = write(self.wakeFD, &one, 8)
+        System.signalEvent(self.wakeFD)
     }
 
     /// Runs the loop on the calling thread until KILL, a signal or `shutdown()`.
@@ -179,7 +178,7 @@ private struct EventLoop {
                 data: Self.data(.signal, fd: 0)
             )
         }
-        self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        self.reserveFD = System.openReserve() ?? -1
     }
 
     private static func data(_ tag: Tag, fd: Int32, serial: UInt32 = 0) -> UInt64 {
@@ -210,7 +209,7 @@ private struct EventLoop {
                 continue
             }
             if self.server.configuration.delayAccept > 0 {
-                sleep(UInt32(self.server.configuration.delayAccept))
+                System.sleepSeconds(self.server.configuration.delayAccept)
             }
             for index in 0..<count {
                 let data = self.eventData[index]
@@ -222,8 +221,7 @@ private struct EventLoop {
                 case .listener:
                     self.acceptConnections(listenerIndex: Int(fd))
                 case .wake:
-                    var value: UInt64 = 0
-                    _ = read(self.server.wakeDescriptor, &value, 8)
+                    System.drainEvent(self.server.wakeDescriptor)
                 case .signal:
                     self.drainSignals()
                 case .none:
@@ -249,9 +247,8 @@ private struct EventLoop {
     }
 
     private mutating func drainSignals() {
-        var info = signalfd_siginfo()
-        while read(self.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
-            self.server.logger.log(1, "got signal \(info.ssi_signo), shutting down")
+        while let signal = System.readSignal(self.signalFD) {
+            self.server.logger.log(1, "got signal \(signal), shutting down")
             self.exitReason = .shutdown
         }
     }
@@ -305,7 +302,7 @@ private struct EventLoop {
     }
 
     private mutating func resumeAccepting() {
-        if self.reserveFD < 0 { self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        if self.reserveFD < 0 { self.reserveFD = System.openReserve() ?? -1 }
         guard self.acceptPaused else { return }
         self.acceptPaused = false
         for (index, fd) in self.server.listeners.enumerated() {

@@ -71,6 +71,56 @@ public enum System {
         try self.nonBlockingSyscall("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Writes all of `bytes` to a blocking descriptor (stderr, a pipe), retrying partial writes.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let start = offset
+            let result = bytes.withUnsafeBytes { raw in
+                Result { () throws(SystemError) in
+                    try self.syscall("write") { Glibc.write(fd, raw.baseAddress.map { $0 + start }, raw.count - start) }
+                }
+            }
+            let written = try result.get()
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+
+    /// Opens `/dev/null` read-only: the descriptor kept in reserve for when the process runs out.
+    public static func openReserve() -> Int32? {
+        try? self.syscall("open") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
+    }
+
+    /// Adds one to an eventfd counter (wakes a loop waiting on it).
+    public static func signalEvent(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = try? self.syscall("write") { Glibc.write(fd, &one, 8) }
+    }
+
+    /// Resets an eventfd counter.
+    public static func drainEvent(_ fd: Int32) {
+        var value: UInt64 = 0
+        _ = try? self.nonBlockingSyscall("read") { Glibc.read(fd, &value, 8) }
+    }
+
+    /// Reads one pending signal from a signalfd, or `nil` when none is pending.
+    public static func readSignal(_ fd: Int32) -> UInt32? {
+        var info = signalfd_siginfo()
+        let size = MemoryLayout<signalfd_siginfo>.size
+        guard let count = try? self.nonBlockingSyscall("read", { Glibc.read(fd, &info, size) }), count == size else {
+            return nil
+        }
+        return info.ssi_signo
+    }
+
+    /// Sleeps whole seconds (`-delay_accept`), resuming after signals.
+    public static func sleepSeconds(_ seconds: Int) {
+        var request = timespec(tv_sec: seconds, tv_nsec: 0)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+
     // MARK: - Sockets
 
     public static func socket(family: Int32) throws(SystemError) -> Int32 {
