@@ -13,36 +13,39 @@ public struct EPMDFrameAssembler: Sendable {
     }
 
     private var buffer: [UInt8] = []
-    private var expected: Int?
 
     public init() {}
 
     /// Number of bytes buffered so far (header included).
     public var bufferedCount: Int { self.buffer.count }
 
-    /// Adds bytes received from the peer.
+    /// Adds bytes received from the peer. Concrete on purpose: this is the hot path of every lookup,
+    /// and a generic entry point would run unspecialised across the module boundary.
     /// - Parameter bytes: the newly received bytes.
     /// - Returns: whether the request is complete, needs more bytes, or is malformed.
-    public mutating func append<Bytes: Collection>(_ bytes: Bytes) -> Progress where Bytes.Element == UInt8 {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) -> Progress {
         if self.buffer.isEmpty {
-            // Fast path: the whole request in one read, no copy into the buffer first.
+            // Fast path: the whole request in one read, framed straight from the read buffer.
             let progress = Self.frame(bytes)
             if progress == .needMore { self.buffer.append(contentsOf: bytes) }
             return progress
         }
         self.buffer.append(contentsOf: bytes)
-        return Self.frame(self.buffer)
+        return self.buffer.withUnsafeBytes { Self.frame($0) }
     }
 
-    private static func frame<Bytes: Collection>(_ bytes: Bytes) -> Progress where Bytes.Element == UInt8 {
+    /// Adds bytes received from the peer (convenience for tests and clients).
+    public mutating func append(_ bytes: [UInt8]) -> Progress {
+        bytes.withUnsafeBytes { self.append($0) }
+    }
+
+    private static func frame(_ bytes: UnsafeRawBufferPointer) -> Progress {
         guard bytes.count >= 2 else { return .needMore }
-        let first = bytes.startIndex
-        let second = bytes.index(after: first)
-        let length = Int(bytes[first]) << 8 | Int(bytes[second])
+        let length = Int(bytes[0]) << 8 | Int(bytes[1])
         guard length >= 1, length <= EPMDLimits.maxRequestLength else { return .invalid(.invalidLength) }
         let total = length + 2
         if bytes.count > total { return .invalid(.overrun) }
         if bytes.count < total { return .needMore }
-        return .complete(Array(bytes.dropFirst(2)))
+        return .complete(Array(UnsafeRawBufferPointer(rebasing: bytes[2..<total])))
     }
 }

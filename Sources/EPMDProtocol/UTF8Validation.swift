@@ -4,7 +4,17 @@ public enum UTF8Validation {
     /// nothing above U+10FFFF, no truncated sequence.
     /// - Parameter bytes: the bytes to check.
     /// - Returns: the number of code points, or `nil` when the bytes are not valid UTF-8.
-    public static func codePointCount<Bytes: Collection>(_ bytes: Bytes) -> Int? where Bytes.Element == UInt8 {
+    public static func codePointCount(_ bytes: [UInt8]) -> Int? {
+        bytes.withUnsafeBytes { self.codePointCount($0) }
+    }
+
+    /// Counts the code points of `bytes` if they are strict UTF-8 (see the array overload).
+    public static func codePointCount(_ bytes: ArraySlice<UInt8>) -> Int? {
+        bytes.withUnsafeBytes { self.codePointCount($0) }
+    }
+
+    /// Counts the code points of `bytes` if they are strict UTF-8 (see the array overload).
+    public static func codePointCount(_ bytes: UnsafeRawBufferPointer) -> Int? {
         var count = 0
         var index = bytes.startIndex
         while index != bytes.endIndex {

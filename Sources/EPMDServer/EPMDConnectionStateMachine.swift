@@ -82,7 +82,12 @@ public struct EPMDConnectionStateMachine: Sendable {
     /// Bytes arrived from the peer.
     /// - Parameter bytes: the bytes just read.
     /// - Returns: what the server should do.
-    public mutating func received<Bytes: Collection>(_ bytes: Bytes) -> ReceiveDecision where Bytes.Element == UInt8 {
+    public mutating func received(_ bytes: [UInt8]) -> ReceiveDecision {
+        bytes.withUnsafeBytes { self.received($0) }
+    }
+
+    /// Bytes arrived from the peer (the loop's entry point: straight from its read buffer).
+    public mutating func received(_ bytes: UnsafeRawBufferPointer) -> ReceiveDecision {
         switch self.state {
         case .receiving:
             switch self.assembler.append(bytes) {

@@ -30,7 +30,7 @@ public final class EPMDServer: Sendable {
     private let listenFDs: [Int32]
     private let wakeFD: Int32
     private let shutdownRequested = Atomic<Bool>(false)
-    private let statisticsBox = Mutex(EPMDServerStatistics())
+    let counters = EPMDServerCounters()
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
     public let boundPort: UInt16
@@ -59,7 +59,7 @@ public final class EPMDServer: Sendable {
     }
 
     /// A copy of the counters.
-    public var statistics: EPMDServerStatistics { self.statisticsBox.withLock { $0 } }
+    public var statistics: EPMDServerStatistics { self.counters.snapshot }
 
     /// Asks the loop to stop; safe from any thread.
     public func shutdown() {
@@ -73,10 +73,6 @@ public final class EPMDServer: Sendable {
     public func run() throws(SystemError) -> ExitReason {
         var loop = try EventLoop(server: self)
         return loop.run()
-    }
-
-    func updateStatistics(_ body: (inout EPMDServerStatistics) -> Void) {
-        self.statisticsBox.withLock { body(&$0) }
     }
 
     var isShutdownRequested: Bool { self.shutdownRequested.load(ordering: .acquiring) }
@@ -96,6 +92,8 @@ private final class Connection {
     var interest: UInt32
     var registered = false
     var writeAt: UInt64 = 0
+    /// Whether the descriptor is in the epoll set yet (it is not during the speculative first read).
+    var watched = false
 
     init(id: ConnectionID, fd: Int32, serial: UInt32, peer: SocketAddress, machine: EPMDConnectionStateMachine) {
         self.id = id
@@ -269,7 +267,7 @@ private struct EventLoop {
                     return
                 }
                 // ECONNABORTED, EPROTO, EPERM and friends concern one peer only: never fatal.
-                self.server.updateStatistics { $0.rejected["accept_error", default: 0] += 1 }
+                self.server.counters.countReason { $0.rejected["accept_error", default: 0] += 1 }
                 self.server.logger.log(1, "error in accept: \(error.message)")
                 return
             }
@@ -280,7 +278,7 @@ private struct EventLoop {
     /// the reserve descriptor; then stop polling the listeners until a descriptor frees (or 100 ms).
     private mutating func outOfDescriptors(_ error: SystemError, listenFD: Int32) {
         let reason = error.errno == EMFILE ? "emfile" : error.errno == ENFILE ? "enfile" : "no_memory"
-        self.server.updateStatistics { $0.rejected[reason, default: 0] += 1 }
+        self.server.counters.countReason { $0.rejected[reason, default: 0] += 1 }
         self.server.logger.log(0, "error in accept: \(error.message) (registrations kept, accepting paused)")
         if self.reserveFD >= 0 {
             System.close(self.reserveFD)
@@ -331,33 +329,34 @@ private struct EventLoop {
             peer: peer,
             machine: machine
         )
-        do {
-            try System.epollControl(
-                self.epfd,
-                EPOLL_CTL_ADD,
-                fd,
-                events: Self.readInterest,
-                data: Self.data(.connection, fd: fd, serial: connection.serial)
-            )
-        } catch {
-            self.server.logger.log(0, "cannot watch connection: \(error.message)")
-            System.close(fd)
-            return
-        }
+        let deadline = System.monotonicNanoseconds() + self.packetTimeout
         let index = Int(fd)
         if index >= self.slots.count {
             self.slots.append(contentsOf: repeatElement(nil, count: max(index + 1 - self.slots.count, 64)))
         }
         self.slots[index] = connection
         self.openCount += 1
-        let open = self.openCount
-        self.server.updateStatistics {
-            $0.accepted += 1
-            $0.openConnections = open
-            $0.peakConnections = max($0.peakConnections, open)
-        }
-        self.deadlines.append((System.monotonicNanoseconds() + self.packetTimeout, fd, connection.serial))
+        self.server.counters.connectionOpened(open: self.openCount)
         self.server.logger.log(2, "\(isLocal ? "Local" : "Non-local") peer connected (\(peer))")
+        // Clients send their request right behind the handshake, so it is usually here already:
+        // read it now. A lookup is then answered and closed without ever touching epoll.
+        self.readable(connection)
+        guard self.slots[index] === connection else { return }
+        do {
+            try System.epollControl(
+                self.epfd,
+                EPOLL_CTL_ADD,
+                fd,
+                events: connection.interest,
+                data: Self.data(.connection, fd: fd, serial: connection.serial)
+            )
+            connection.watched = true
+        } catch {
+            self.server.logger.log(0, "cannot watch connection: \(error.message)")
+            self.close(connection, reason: .ioError)
+            return
+        }
+        self.deadlines.append((deadline, fd, connection.serial))
     }
 
     // MARK: - Connection events
@@ -423,7 +422,7 @@ private struct EventLoop {
         let log = self.server.logger
         switch request {
         case .alive2(let alive):
-            self.count(request: "alive2")
+            self.server.counters.count(.alive2)
             let extended = alive.wantsExtendedReply
             let reply: [UInt8]
             switch self.server.registry.register(
@@ -439,26 +438,26 @@ private struct EventLoop {
                 reply = EPMDResponse.alive2(success: true, creation: creation, extended: extended)
                 log.log(1, "registering '\(Self.printable(alive.name)):\(creation)', port \(alive.port)")
             case .failure(let error):
-                self.server.updateStatistics { $0.registrationFailures[error.reason, default: 0] += 1 }
+                self.server.counters.countReason { $0.registrationFailures[error.reason, default: 0] += 1 }
                 reply = EPMDResponse.alive2(success: false, creation: 0, extended: extended)
                 log.log(0, "ALIVE2_REQ refused for '\(Self.printable(alive.name))': \(error)")
             }
             self.reply(reply, on: connection, keep: true)
         case .portPlease2(let name):
-            self.count(request: "port_please2")
+            self.server.counters.count(.portPlease2)
             if let node = self.server.registry.lookup(name) {
                 self.reply(EPMDResponse.port2Found(node.request), on: connection, keep: false)
             } else {
                 self.reply(EPMDResponse.port2NotFound, on: connection, keep: false)
             }
         case .names:
-            self.count(request: "names")
+            self.server.counters.count(.names)
             self.reply(self.prefix + self.server.registry.namesText(), on: connection, keep: false)
         case .dump:
-            self.count(request: "dump")
+            self.server.counters.count(.dump)
             self.reply(self.prefix + self.server.registry.dumpText(), on: connection, keep: false)
         case .kill:
-            self.count(request: "kill")
+            self.server.counters.count(.kill)
             if !self.server.configuration.relaxedCommandCheck && !self.server.registry.isEmpty {
                 log.log(0, "Disallowed KILL_REQ, live nodes")
                 self.reply(EPMDResponse.killRefused, on: connection, keep: false)
@@ -470,7 +469,7 @@ private struct EventLoop {
                 self.exitReason = .killed
             }
         case .stop(let name):
-            self.count(request: "stop")
+            self.server.counters.count(.stop)
             if let node = self.server.registry.unregister(name: name) {
                 log.log(1, "epmd connection stopped: '\(Self.printable(name))'")
                 if let fd = self.registeredByID.removeValue(forKey: node.connection),
@@ -484,10 +483,6 @@ private struct EventLoop {
                 self.reply(EPMDResponse.stopNotFound, on: connection, keep: false)
             }
         }
-    }
-
-    private func count(request: String) {
-        self.server.updateStatistics { $0.requests[request, default: 0] += 1 }
     }
 
     private static func printable(_ name: [UInt8]) -> String { String(decoding: name, as: UTF8.self) }
@@ -543,6 +538,7 @@ private struct EventLoop {
     private func setInterest(_ connection: Connection, _ interest: UInt32) {
         guard connection.interest != interest else { return }
         connection.interest = interest
+        guard connection.watched else { return }  // `adopt` adds it with this interest
         try? System.epollControl(
             self.epfd,
             EPOLL_CTL_MOD,
@@ -562,7 +558,7 @@ private struct EventLoop {
                 connection.machine.state != .closed
             else { continue }
             self.server.logger.log(1, "closing because timed out on receive (\(connection.id))")
-            self.server.updateStatistics { $0.timeouts += 1 }
+            self.server.counters.timeouts.add(1, ordering: .relaxed)
             self.close(connection, reason: .timeout)
         }
         while let head = self.delayedWrites.first, head.at <= now {
@@ -589,16 +585,16 @@ private struct EventLoop {
         }
         switch reason {
         case .malformed(let error):
-            self.server.updateStatistics { $0.malformed[error.reason, default: 0] += 1 }
+            self.server.counters.countReason { $0.malformed[error.reason, default: 0] += 1 }
             self.server.logger.log(0, "closed connection from \(connection.peer): \(reason)")
         case .notLocal(let code):
-            self.server.updateStatistics { $0.malformed["not_local", default: 0] += 1 }
+            self.server.counters.countReason { $0.malformed["not_local", default: 0] += 1 }
             self.server.logger.log(0, "\(Self.requestName(code)) from non local address")
         case .stopNotAllowed:
-            self.server.updateStatistics { $0.malformed["stop_not_allowed", default: 0] += 1 }
+            self.server.counters.countReason { $0.malformed["stop_not_allowed", default: 0] += 1 }
             self.server.logger.log(0, "Disallowed STOP_REQ, no relaxed_command_check")
         case .strayData:
-            self.server.updateStatistics { $0.malformed["stray_data", default: 0] += 1 }
+            self.server.counters.countReason { $0.malformed["stray_data", default: 0] += 1 }
             self.server.logger.log(1, "got more than expected on ALIVE socket (\(connection.id))")
         default:
             break
@@ -607,8 +603,7 @@ private struct EventLoop {
         if index < self.slots.count, self.slots[index] === connection { self.slots[index] = nil }
         System.close(connection.fd)
         self.openCount -= 1
-        let open = self.openCount
-        self.server.updateStatistics { $0.openConnections = open }
+        self.server.counters.open.store(self.openCount, ordering: .relaxed)
         if self.acceptPaused || self.reserveFD < 0 { self.resumeAccepting() }
     }
 

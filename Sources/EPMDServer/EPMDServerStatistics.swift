@@ -1,6 +1,7 @@
 import EPMDProtocol
+import Synchronization
 
-/// Counters kept by the epmd loop (read by tests now, by metrics later).
+/// A snapshot of the counters kept by the epmd loop (read by tests now, by metrics later).
 public struct EPMDServerStatistics: Sendable, Equatable {
     /// Connections accepted.
     public var accepted: UInt64 = 0
@@ -20,4 +21,90 @@ public struct EPMDServerStatistics: Sendable, Equatable {
     public var peakConnections: Int = 0
 
     public init() {}
+}
+
+/// The request types, for counting.
+public enum EPMDRequestKind: Int, CaseIterable, Sendable {
+    case alive2
+    case portPlease2
+    case names
+    case dump
+    case kill
+    case stop
+
+    /// The label used in statistics and metrics.
+    public var label: String {
+        switch self {
+        case .alive2: "alive2"
+        case .portPlease2: "port_please2"
+        case .names: "names"
+        case .dump: "dump"
+        case .kill: "kill"
+        case .stop: "stop"
+        }
+    }
+}
+
+/// The live counters: atomics for what every request touches, a lock for the rare reason tables.
+final class EPMDServerCounters: Sendable {
+    let accepted = Atomic<UInt64>(0)
+    let timeouts = Atomic<UInt64>(0)
+    let open = Atomic<Int>(0)
+    let peak = Atomic<Int>(0)
+    private let alive2 = Atomic<UInt64>(0)
+    private let portPlease2 = Atomic<UInt64>(0)
+    private let names = Atomic<UInt64>(0)
+    private let dump = Atomic<UInt64>(0)
+    private let kill = Atomic<UInt64>(0)
+    private let stop = Atomic<UInt64>(0)
+    private let reasons = Mutex<Reasons>(Reasons())
+
+    struct Reasons {
+        var rejected: [String: UInt64] = [:]
+        var malformed: [String: UInt64] = [:]
+        var registrationFailures: [String: UInt64] = [:]
+    }
+
+    func count(_ kind: EPMDRequestKind) {
+        switch kind {
+        case .alive2: self.alive2.add(1, ordering: .relaxed)
+        case .portPlease2: self.portPlease2.add(1, ordering: .relaxed)
+        case .names: self.names.add(1, ordering: .relaxed)
+        case .dump: self.dump.add(1, ordering: .relaxed)
+        case .kill: self.kill.add(1, ordering: .relaxed)
+        case .stop: self.stop.add(1, ordering: .relaxed)
+        }
+    }
+
+    func connectionOpened(open: Int) {
+        self.accepted.add(1, ordering: .relaxed)
+        self.open.store(open, ordering: .relaxed)
+        if open > self.peak.load(ordering: .relaxed) { self.peak.store(open, ordering: .relaxed) }
+    }
+
+    func countReason(_ update: (inout Reasons) -> Void) {
+        self.reasons.withLock { update(&$0) }
+    }
+
+    var snapshot: EPMDServerStatistics {
+        var statistics = EPMDServerStatistics()
+        statistics.accepted = self.accepted.load(ordering: .relaxed)
+        statistics.timeouts = self.timeouts.load(ordering: .relaxed)
+        statistics.openConnections = self.open.load(ordering: .relaxed)
+        statistics.peakConnections = self.peak.load(ordering: .relaxed)
+        let values: [(EPMDRequestKind, UInt64)] = [
+            (.alive2, self.alive2.load(ordering: .relaxed)),
+            (.portPlease2, self.portPlease2.load(ordering: .relaxed)),
+            (.names, self.names.load(ordering: .relaxed)),
+            (.dump, self.dump.load(ordering: .relaxed)),
+            (.kill, self.kill.load(ordering: .relaxed)),
+            (.stop, self.stop.load(ordering: .relaxed)),
+        ]
+        for (kind, value) in values where value > 0 { statistics.requests[kind.label] = value }
+        let reasons = self.reasons.withLock { $0 }
+        statistics.rejected = reasons.rejected
+        statistics.malformed = reasons.malformed
+        statistics.registrationFailures = reasons.registrationFailures
+        return statistics
+    }
 }
