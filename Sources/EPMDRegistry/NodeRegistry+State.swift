@@ -33,6 +33,7 @@ extension NodeRegistry {
         ///   - now: wall-clock seconds since 1970 (seeds a new name's creation counter).
         /// - Returns: the new registration.
         /// - Throws: `NodeRegistryError` for a refused registration.
+        @discardableResult
         public mutating func register(
             _ request: Alive2Request,
             connection: ConnectionID,

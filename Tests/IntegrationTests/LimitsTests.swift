@@ -1,0 +1,202 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Limits where the gateway deliberately improves on C epmd 25.2.3 (reference §1 packet timeout,
+// §10 capacity and EMFILE). Where C epmd can be run through the same scenario, the test asserts C's
+// (weaker) behaviour when `TestBinary.isCEPMD`, so that the scenario itself is known to bite.
+
+@Suite("Limits (reference §1, §10)")
+struct LimitsTests {
+    typealias W = WireClient
+
+    @Test("The packet timeout counts from connect: a one-byte-per-second dribbler is closed", .timeLimit(.minutes(1)))
+    func packetTimeoutCountsFromConnect() async throws {
+        try await GatewayProcess.with(arguments: ["-packet_timeout", "2"]) { gateway in
+            // A valid PORT2 request of 17 bytes: complete only after 16 s at one byte per second.
+            let raw = WireClient.frame([122] + Array("dribbling-node".utf8))
+            let clock = ContinuousClock()
+            let start = clock.now
+            let fd = try WireClient.connect(port: gateway.port)
+            defer { close(fd) }
+            var sent = 0
+            var closedAfter: Double?
+            var received: [UInt8] = []
+            while sent < raw.count {
+                if !W.send(fd, [raw[sent]]) {
+                    closedAfter = W.seconds(start.duration(to: clock.now))
+                    break
+                }
+                sent += 1
+                let outcome = await W.collect(fd, for: .seconds(1))
+                received += outcome.bytes
+                if outcome.ending.closed {
+                    closedAfter = W.seconds(start.duration(to: clock.now))
+                    break
+                }
+                // C epmd keeps it open for ever; 7 s is well past its 2 s timeout plus a tick.
+                if TestBinary.isCEPMD && W.seconds(start.duration(to: clock.now)) > 7 { break }
+            }
+            #expect(received.isEmpty, "no reply to an incomplete request: [\(W.hex(received))]")
+            if TestBinary.isCEPMD {
+                // OTP 25.2.3 refreshes the deadline on every read (CVE-2026-42792's slow-client half).
+                #expect(closedAfter == nil, "C epmd 25.2.3 closed the dribbler after \(closedAfter ?? 0) s")
+                #expect(W.send(fd, Array(raw[sent...])))
+                let reply = await W.collect(fd, for: .seconds(5))
+                #expect(reply.bytes == [119, 1], "\(reply)")
+            } else {
+                let after = try #require(closedAfter, "the dribbling client was never closed (\(sent) bytes sent)")
+                #expect(after >= 1.5, "closed after \(after) s, before the 2 s packet timeout")
+                #expect(after <= 4.5, "closed only after \(after) s: the deadline must count from connect")
+                // The server is still fine.
+                let names = try await W.namesReply(port: gateway.port)
+                #expect(names == W.be32(UInt32(gateway.port)))
+            }
+        }
+    }
+
+    @Test(
+        "19,000 simultaneous registrations are held, listed and looked up; closing them empties NAMES",
+        .enabled(if: !TestBinary.isCEPMD, "C epmd holds at most about 1019 connections (select, FD_SETSIZE)"),
+        .timeLimit(.minutes(3))
+    )
+    func nineteenThousandRegistrations() async throws {
+        let count = 19_000
+        let limit = ConformanceFDBudget.descriptorLimit
+        try #require(
+            limit >= count + ConformanceFDBudget.unreserved,
+            "RLIMIT_NOFILE is \(limit): this test needs \(count + ConformanceFDBudget.unreserved) (ulimit -n 20000)"
+        )
+        try await ConformanceFDBudget.with(count + 50) {
+            try await GatewayProcess.with { gateway in
+                let clock = ContinuousClock()
+                let start = clock.now
+                let names = (0..<count).map { "node\($0)" }
+                let nodePort: (Int) -> UInt16 = { UInt16(1024 + $0) }
+                let nodes = try await W.registerMany(port: gateway.port, names: names, nodePort: nodePort, batch: 500)
+                var fds = nodes.map(\.fd)
+                defer { for fd in fds { close(fd) } }
+                let failures = nodes.indices.filter { nodes[$0].reply[0..<2] != [118, 0] }
+                #expect(failures.isEmpty, "\(failures.count) registrations failed, first: \(failures.prefix(5))")
+                let registered = W.seconds(start.duration(to: clock.now))
+
+                let lines = try await W.nameLines(port: gateway.port)
+                #expect(lines.count == count)
+                #expect(Set(lines) == Set((0..<count).map { "name \(names[$0]) at port \(nodePort($0))" }))
+
+                for i in Array(stride(from: 0, to: count, by: 1901)) + [count - 1] {
+                    let lookup = try await W.request(port: gateway.port, [122] + Array(names[i].utf8))
+                    #expect(lookup.bytes == W.port2Found(name: Array(names[i].utf8), nodePort: nodePort(i)))
+                }
+                let unknown = try await W.request(port: gateway.port, [122] + Array("not-there".utf8))
+                #expect(unknown.bytes == [119, 1])
+                // A 19,001st registration still works.
+                let extra = try await W.register(port: gateway.port, name: "one-more", nodePort: 1)
+                fds.append(extra.fd)
+                #expect(extra.reply[0..<2] == [118, 0])
+
+                for fd in fds { close(fd) }
+                fds.removeAll()
+                let left = try await W.waitForNames(port: gateway.port, within: .seconds(60)) { $0.isEmpty }
+                #expect(left.isEmpty, "\(left.count) names left after closing every connection")
+                #expect(gateway.process.isRunning)
+                let total = W.seconds(start.duration(to: clock.now))
+                #expect(total < 90, "registering took \(registered) s, the whole test \(total) s")
+            }
+        }
+    }
+
+    @Test(
+        "Descriptor exhaustion (ulimit -n 256) is not fatal: registrations survive, lookups resume",
+        .timeLimit(.minutes(2))
+    )
+    func descriptorExhaustionIsNotFatal() async throws {
+        let holdCount = 400
+        try await ConformanceFDBudget.with(holdCount + 50) {
+            try await GatewayProcess.with(shellPrefix: "ulimit -n 256;") { gateway in
+                var nodes: [Int32] = []
+                var held: [Int32] = []
+                defer { for fd in nodes + held { close(fd) } }
+                for (i, name) in ["alpha", "beta", "gamma"].enumerated() {
+                    let node = try await W.register(port: gateway.port, name: name, nodePort: UInt16(7000 + i))
+                    nodes.append(node.fd)
+                    #expect(node.reply[0..<2] == [118, 0])
+                }
+                // Fill the server's descriptor table (and then some): idle connections, held open.
+                var connectError: String?
+                for _ in 0..<holdCount {
+                    do {
+                        held.append(try WireClient.connect(port: gateway.port))
+                    } catch {
+                        connectError = "\(error)"
+                        break
+                    }
+                    if held.count % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                try await Task.sleep(for: .seconds(1))
+
+                if TestBinary.isCEPMD {
+                    // OTP 25.2.3: accept() fails with EMFILE and epmd exits 1, dropping every registration.
+                    let status = await gateway.waitForExit(within: .seconds(10))
+                    #expect(status == 1, "C epmd 25.2.3 should exit 1 on EMFILE (held \(held.count))")
+                    return
+                }
+
+                #expect(connectError == nil, "connect failed after \(held.count) connections: \(connectError ?? "")")
+                #expect(gateway.process.isRunning, "the gateway exited on descriptor exhaustion: \(gateway.log)")
+                // The scenario bites: the server's descriptor table is (nearly) full.
+                let fdDirectory = "/proc/\(gateway.process.processIdentifier)/fd"
+                let fdCount = (try? FileManager.default.contentsOfDirectory(atPath: fdDirectory).count) ?? -1
+                #expect(fdCount >= 240, "the gateway holds only \(fdCount) descriptors of 256: not exhausted")
+                // A lookup sent while the table is full, before anything is released.
+                let pending = try WireClient.connect(port: gateway.port)
+                defer { close(pending) }
+                W.send(pending, WireClient.frame([122] + Array("beta".utf8)))
+                let early = await W.collect(pending, for: .milliseconds(500))
+                try await Task.sleep(for: .seconds(1))
+                #expect(gateway.process.isRunning)
+
+                // Release the newest half (not yet accepted, or just accepted); keep the oldest held.
+                let release = held.count / 2
+                for fd in held.suffix(release) { close(fd) }
+                held.removeLast(release)
+
+                let expected = W.port2Found(name: Array("beta".utf8), nodePort: 7001)
+                var answered = early.bytes == expected
+                if !answered && !early.ending.closed {
+                    let rest = await W.collect(pending, for: .seconds(10))
+                    answered = early.bytes + rest.bytes == expected
+                    #expect(
+                        answered || (early.bytes + rest.bytes).isEmpty,
+                        "pending lookup got \(W.hex(early.bytes + rest.bytes))"
+                    )
+                }
+                if !answered {
+                    // The gateway shed the pending connection: a fresh lookup must be answered at once.
+                    let lookup = try await W.request(port: gateway.port, [122] + Array("beta".utf8))
+                    #expect(lookup.bytes == expected, "lookup after releasing \(release) connections: \(lookup)")
+                }
+                let lines = try await W.nameLines(port: gateway.port)
+                #expect(
+                    lines == ["name gamma at port 7002", "name beta at port 7001", "name alpha at port 7000"],
+                    "registrations after exhaustion"
+                )
+                for fd in nodes {
+                    let state = await W.collect(fd, for: .milliseconds(50))
+                    #expect(state.ending == .open && state.bytes.isEmpty, "a registered node was disturbed: \(state)")
+                }
+                // And once everything is released, a new registration works.
+                for fd in held { close(fd) }
+                held.removeAll()
+                try await Task.sleep(for: .milliseconds(500))
+                let late = try await W.register(port: gateway.port, name: "delta", nodePort: 7003)
+                nodes.append(late.fd)
+                #expect(late.reply[0..<2] == [118, 0])
+                #expect(gateway.process.isRunning)
+            }
+        }
+    }
+}
