@@ -94,6 +94,12 @@ private final class Connection {
     var writeAt: UInt64 = 0
     /// Whether the descriptor is in the epoll set yet (it is not during the speculative first read).
     var watched = false
+    /// When the packet timeout closes it (monotonic nanoseconds), while it is in the timed list.
+    var deadline: UInt64 = 0
+    /// Links of the loop's `TimedList`.
+    var timedNext: Connection?
+    unowned var timedPrevious: Connection?
+    var isTimed = false
 
     init(id: ConnectionID, fd: Int32, serial: UInt32, peer: SocketAddress, machine: EPMDConnectionStateMachine) {
         self.id = id
@@ -102,6 +108,33 @@ private final class Connection {
         self.peer = peer
         self.machine = machine
         self.interest = EventLoop.readInterest
+    }
+}
+
+/// An intrusive doubly linked list of connections in deadline order: O(1) append, removal and
+/// earliest lookup, and no entry outlives its connection.
+private struct TimedList {
+    private(set) var head: Connection?
+    private var tail: Connection?
+
+    mutating func append(_ connection: Connection) {
+        guard !connection.isTimed else { return }
+        connection.isTimed = true
+        connection.timedPrevious = self.tail
+        connection.timedNext = nil
+        if let tail = self.tail { tail.timedNext = connection } else { self.head = connection }
+        self.tail = connection
+    }
+
+    mutating func remove(_ connection: Connection) {
+        guard connection.isTimed else { return }
+        connection.isTimed = false
+        let previous = connection.timedPrevious
+        let next = connection.timedNext
+        if let previous { previous.timedNext = next } else { self.head = next }
+        if let next { next.timedPrevious = previous } else { self.tail = previous }
+        connection.timedNext = nil
+        connection.timedPrevious = nil
     }
 }
 
@@ -125,8 +158,9 @@ private struct EventLoop {
     var nextID: UInt64 = 0
     var nextSerial: UInt32 = 0
     var openCount = 0
-    /// (deadline, fd, serial) in accept order; deadlines only grow, so the head is the earliest.
-    var deadlines = RingQueue<(deadline: UInt64, fd: Int32, serial: UInt32)>()
+    /// Connections under the packet timeout, in accept order: deadlines only grow, so the head is
+    /// the earliest. Closed and registered connections leave the list at once (O(1)).
+    var timed = TimedList()
     /// (time, fd, serial) of replies held back by `-delay_write`, also in order.
     var delayedWrites = RingQueue<(at: UInt64, fd: Int32, serial: UInt32)>()
     var exitReason: EPMDServer.ExitReason?
@@ -235,7 +269,7 @@ private struct EventLoop {
 
     private func nextTimeoutMilliseconds() -> Int32 {
         var next = UInt64.max
-        if let head = self.deadlines.first { next = min(next, head.deadline) }
+        if let head = self.timed.head { next = min(next, head.deadline) }
         if let head = self.delayedWrites.first { next = min(next, head.at) }
         if self.acceptPaused { next = min(next, self.acceptResumeAt) }
         guard next != .max else { return -1 }
@@ -356,7 +390,8 @@ private struct EventLoop {
             self.close(connection, reason: .ioError)
             return
         }
-        self.deadlines.append((deadline, fd, connection.serial))
+        connection.deadline = deadline
+        self.timed.append(connection)
     }
 
     // MARK: - Connection events
@@ -434,6 +469,7 @@ private struct EventLoop {
             case .success(let node):
                 connection.registered = true
                 self.registeredByID[connection.id] = connection.fd
+                self.timed.remove(connection)  // a registration lives as long as its connection
                 let creation = RegisteredNode.wireCreation(node.creation, extended: extended)
                 reply = EPMDResponse.alive2(success: true, creation: creation, extended: extended)
                 log.log(1, "registering '\(Self.printable(alive.name)):\(creation)', port \(alive.port)")
@@ -552,11 +588,8 @@ private struct EventLoop {
 
     private mutating func expireTimers() {
         let now = System.monotonicNanoseconds()
-        while let head = self.deadlines.first, head.deadline <= now {
-            self.deadlines.removeFirst()
-            guard let connection = self.connection(fd: head.fd, serial: head.serial), !connection.registered,
-                connection.machine.state != .closed
-            else { continue }
+        while let connection = self.timed.head, connection.deadline <= now {
+            self.timed.remove(connection)
             self.server.logger.log(1, "closing because timed out on receive (\(connection.id))")
             self.server.counters.timeouts.add(1, ordering: .relaxed)
             self.close(connection, reason: .timeout)
@@ -573,6 +606,7 @@ private struct EventLoop {
 
     private mutating func close(_ connection: Connection, reason: CloseReason) {
         connection.machine.terminated()
+        self.timed.remove(connection)
         if connection.registered {
             connection.registered = false
             self.registeredByID.removeValue(forKey: connection.id)
