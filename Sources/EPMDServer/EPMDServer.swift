@@ -369,6 +369,8 @@ private struct EventLoop {
             self.slots.append(contentsOf: repeatElement(nil, count: max(index + 1 - self.slots.count, 64)))
         }
         self.slots[index] = connection
+        connection.deadline = deadline
+        self.timed.append(connection)
         self.openCount += 1
         self.server.counters.connectionOpened(open: self.openCount)
         self.server.logger.log(2, "\(isLocal ? "Local" : "Non-local") peer connected (\(peer))")
@@ -390,8 +392,6 @@ private struct EventLoop {
             self.close(connection, reason: .ioError)
             return
         }
-        connection.deadline = deadline
-        self.timed.append(connection)
     }
 
     // MARK: - Connection events

@@ -92,6 +92,31 @@ import Glibc
         #expect(harness.server.statistics.timeouts == 1)
     }
 
+    @Test("registrations outlive the packet timeout, whether the request came with the connect or later")
+    func registrationsAreNotTimed() throws {
+        let harness = try ServerHarness(packetTimeout: 1)
+        defer { harness.stop() }
+        // Sent at once: usually served by the speculative read right after accept.
+        let (quick, reply) = try Wire.register(harness.port, "quick", nodePort: 1)
+        defer { close(quick) }
+        #expect(reply.prefix(2) == [0x76, 0])
+        // Sent after a pause: served through epoll.
+        let slow = try Wire.connect(harness.port)
+        defer { close(slow) }
+        usleep(300_000)
+        let body = Alive2Request(port: 2, name: Array("slow".utf8)).encode()
+        Wire.send(slow, [0, UInt8(body.count)] + body)
+        #expect(Wire.read(slow, 6).prefix(2) == [0x76, 0])
+        // A failed registration (duplicate) holds no name: it is closed by the timeout.
+        let (duplicate, refused) = try Wire.register(harness.port, "quick", nodePort: 3)
+        defer { close(duplicate) }
+        #expect(refused == [0x76, 1, 0, 0, 0, 0x63])
+        usleep(2_500_000)
+        #expect(try Wire.names(harness.port) == "name slow at port 2\nname quick at port 1\n")
+        #expect(Wire.readToEOF(duplicate) == [])
+        #expect(harness.server.statistics.timeouts == 1)
+    }
+
     @Test("KILL: refused with live nodes, accepted when empty, and the loop ends")
     func kill() throws {
         let harness = try ServerHarness()
