@@ -142,6 +142,7 @@ private struct TimedList {
 private struct EventLoop {
     static let readInterest = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)
     static let writeInterest = UInt32(EPOLLOUT.rawValue)
+    static let acceptsPerWakeUp = 1
 
     private enum Tag: UInt64 {
         case connection = 0
@@ -290,8 +291,10 @@ private struct EventLoop {
     private mutating func acceptConnections(listenerIndex: Int) {
         guard listenerIndex < self.server.listeners.count, !self.acceptPaused else { return }
         let listenFD = self.server.listeners[listenerIndex]
-        // A bounded batch per wake-up keeps reads of existing connections fair.
-        for _ in 0..<64 {
+        // One accept per wake-up, as C epmd does: a connection whose request was not there yet waits
+        // in epoll, and a longer accept batch makes it wait behind the whole batch (measured: 16 per
+        // wake-up doubled the p999 of lookups; 1 matches C epmd).
+        for _ in 0..<Self.acceptsPerWakeUp {
             do {
                 guard let (fd, peer) = try System.accept(listenFD) else { return }
                 self.adopt(fd: fd, peer: peer)
