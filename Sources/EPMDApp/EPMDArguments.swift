@@ -24,21 +24,9 @@ public enum EPMDArguments {
             case "-d", "-debug":
                 options.debugLevel += 1
                 index += 1
-            case "-packet_timeout":
-                guard let value = positiveValue() else { return .usage }
-                options.packetTimeout = value
-                index += 2
-            case "-delay_accept":
-                guard let value = positiveValue() else { return .usage }
-                options.delayAccept = value
-                index += 2
-            case "-delay_write":
-                guard let value = positiveValue() else { return .usage }
-                options.delayWrite = value
-                index += 2
-            case "-port":
-                guard let value = positiveValue() else { return .usage }
-                options.port = value
+            case let flag where self.numericOptions[flag] != nil:
+                guard let value = positiveValue(), let keyPath = self.numericOptions[flag] else { return .usage }
+                options[keyPath: keyPath] = value
                 index += 2
             case "-address":
                 guard index + 1 < arguments.count else { return .usage }
@@ -73,6 +61,14 @@ public enum EPMDArguments {
         }
         return .serve(options)
     }
+
+    /// The options that take a number: `atoi` of the next argument, and 0 or a missing value is a usage error.
+    private static let numericOptions: [String: any WritableKeyPath<EPMDOptions, Int> & Sendable] = [
+        "-port": \.port,
+        "-packet_timeout": \.packetTimeout,
+        "-delay_accept": \.delayAccept,
+        "-delay_write": \.delayWrite,
+    ]
 
     /// C's `atoi`: optional leading whitespace and sign, then digits up to the first non-digit;
     /// no digits gives 0. Saturates instead of overflowing.
