@@ -165,7 +165,7 @@ private struct EventLoop {
     /// the earliest. Closed and registered connections leave the list at once (O(1)).
     var timed = TimedList()
     /// (time, fd, serial) of replies held back by `-delay_write`, also in order.
-    var delayedWrites = RingQueue<(at: UInt64, fd: Int32, serial: UInt32)>()
+    var delayedWrites: [(at: UInt64, fd: Int32, serial: UInt32)] = []
     var exitReason: EPMDServer.ExitReason?
     var acceptPaused = false
     var acceptResumeAt: UInt64 = 0
@@ -603,7 +603,7 @@ private struct EventLoop {
             self.close(connection, reason: .timeout)
         }
         while let head = self.delayedWrites.first, head.at <= now {
-            self.delayedWrites.removeFirst()
+            self.delayedWrites.removeFirst()  // a short list: only `-delay_write` (a test aid) fills it
             guard let connection = self.connection(fd: head.fd, serial: head.serial) else { continue }
             self.flush(connection)
         }

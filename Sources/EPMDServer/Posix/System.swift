@@ -56,11 +56,6 @@ public enum System {
         _ = try self.syscall("fcntl") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
-    public static func setCloseOnExec(_ fd: Int32) throws(SystemError) {
-        let flags = try self.syscall("fcntl") { fcntl(fd, F_GETFD) }
-        _ = try self.syscall("fcntl") { fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
-    }
-
     /// Reads into `buffer`. Returns the byte count (0 = EOF), or `nil` when nothing is ready.
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         try self.nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
@@ -171,13 +166,6 @@ public enum System {
         return SocketAddress(storage: storage)
     }
 
-    /// Closes with an RST instead of a FIN (SO_LINGER 0).
-    public static func abort(_ fd: Int32) {
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        self.close(fd)
-    }
-
     // MARK: - epoll, eventfd, signalfd
 
     public static func epollCreate() throws(SystemError) -> Int32 {
@@ -236,13 +224,6 @@ public enum System {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-
-    /// The soft and hard limits on open descriptors.
-    public static func descriptorLimit() -> (soft: UInt64, hard: UInt64) {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
     }
 
     /// Raises the soft descriptor limit to the hard limit (as many registrations as the system allows).
