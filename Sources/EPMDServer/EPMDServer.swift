@@ -302,7 +302,7 @@ private struct EventLoop {
             do {
                 guard let (fd, peer) = try System.accept(listenFD) else { return }
                 self.adopt(fd: fd, peer: peer)
-                if !self.timed.isEmpty { return }
+                if !self.timed.isEmpty || self.exitReason != nil { return }
             } catch {
                 if error.isResourceExhaustion {
                     self.outOfDescriptors(error, listenFD: listenFD)
