@@ -186,7 +186,7 @@ import Glibc
         #expect(text.hasSuffix(" \n\0"))
     }
 
-    @Test("IPv6 loopback registrations and lookups", .enabled(if: ServerTestSupport.hasIPv6Loopback))
+    @Test("IPv6 loopback registrations and lookups", .enabled(if: ServerTestSupport.runIPv6))
     func ipv6() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
@@ -200,6 +200,9 @@ import Glibc
 }
 
 enum ServerTestSupport {
+    /// In CI (`CI` set) the IPv6 test always runs, and fails if the machine has no ::1.
+    static var runIPv6: Bool { getenv("CI") != nil || self.hasIPv6Loopback }
+
     static var hasIPv6Loopback: Bool {
         let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
