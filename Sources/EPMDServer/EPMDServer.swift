@@ -619,9 +619,10 @@ private struct EventLoop {
             connection.registered = false
             self.registeredByID.removeValue(forKey: connection.id)
             if let node = self.server.registry.unregister(connection: connection.id) {
+                let creation = RegisteredNode.wireCreation(node.creation, extended: node.request.wantsExtendedReply)
                 self.server.logger.log(
                     1,
-                    "unregistering '\(Self.printable(node.name)):\(node.creation)', port \(node.port) (\(reason))"
+                    "unregistering '\(Self.printable(node.name)):\(creation)', port \(node.port) (\(reason))"
                 )
             }
         }
