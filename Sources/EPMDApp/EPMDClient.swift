@@ -15,6 +15,12 @@ public enum EPMDClient {
         public var stdout: [UInt8] = []
         public var stderr: [UInt8] = []
         public var status: Int32 = 0
+
+        public init(stdout: [UInt8] = [], stderr: [UInt8] = [], status: Int32 = 0) {
+            self.stdout = stdout
+            self.stderr = stderr
+            self.status = status
+        }
     }
 
     /// Runs a client mode against the epmd on `port` ([::1] first, then 127.0.0.1).
@@ -61,30 +67,21 @@ public enum EPMDClient {
                 outcome.stdout = Array("epmd: up and running on port \(reported) with data:\n".utf8) + rest
             }
         case .kill:
-            let reply = self.readFill(fd, count: 2)
-            switch reply {
+            switch self.readFill(fd, count: 2) {
             case .complete(let bytes) where bytes == Array("OK".utf8):
                 outcome.stdout = Array("Killed\n".utf8)
             case .complete:
                 outcome.stdout = Array("Killing not allowed - living nodes in database.\n".utf8)
                 outcome.status = 1
-            case .failed:
-                outcome.stdout = Array("epmd: failed to read answer from local epmd\n".utf8)
-                outcome.status = 1
-            case .short(let bytes):
-                outcome.stdout = Array("epmd: local epmd responded with <".utf8) + bytes + Array(">\n".utf8)
-                outcome.status = 1
+            case let incomplete:
+                outcome = self.incompleteReply(incomplete)
             }
         case .stop:
             switch self.readFill(fd, count: 7) {
             case .complete(let bytes):
                 outcome.stdout = bytes + [UInt8(ascii: "\n")]
-            case .failed:
-                outcome.stdout = Array("epmd: failed to read answer from local epmd\n".utf8)
-                outcome.status = 1
-            case .short(let bytes):
-                outcome.stdout = Array("epmd: local epmd responded with <".utf8) + bytes + Array(">\n".utf8)
-                outcome.status = 1
+            case let incomplete:
+                outcome = self.incompleteReply(incomplete)
             }
         }
         return outcome
@@ -145,6 +142,18 @@ public enum EPMDClient {
             if n <= 0 { return result }
             result += buffer[0..<n]
         }
+    }
+
+    /// What C's client prints when KILL or STOP gets less than the whole reply: exit 1.
+    private static func incompleteReply(_ fill: Fill) -> Outcome {
+        var outcome = Outcome(status: 1)
+        switch fill {
+        case .short(let bytes):
+            outcome.stdout = Array("epmd: local epmd responded with <".utf8) + bytes + Array(">\n".utf8)
+        case .failed, .complete:
+            outcome.stdout = Array("epmd: failed to read answer from local epmd\n".utf8)
+        }
+        return outcome
     }
 
     private enum Fill {

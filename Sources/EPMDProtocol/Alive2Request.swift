@@ -61,16 +61,23 @@ public struct Alive2Request: Equatable, Sendable {
     /// Encodes the request body (without the length prefix), for clients and tests.
     public func encode() -> [UInt8] {
         var body: [UInt8] = [EPMDMessageCode.alive2Request.rawValue]
-        body.appendUInt16(self.port)
-        body.append(self.nodeType)
-        body.append(self.nodeProtocol)
-        body.appendUInt16(self.highestVersion)
-        body.appendUInt16(self.lowestVersion)
-        body.appendUInt16(UInt16(truncatingIfNeeded: self.name.count))
-        body += self.name
-        body.appendUInt16(UInt16(truncatingIfNeeded: self.extra.count))
-        body += self.extra
+        self.appendFields(to: &body)
         return body
+    }
+
+    /// Appends the node's fields in wire order (port, type, protocol, versions, name, extra): the
+    /// layout both ALIVE2_REQ and a found PORT2_RESP use.
+    public func appendFields(to bytes: inout [UInt8]) {
+        bytes.reserveCapacity(bytes.count + 12 + self.name.count + self.extra.count)
+        bytes.appendUInt16(self.port)
+        bytes.append(self.nodeType)
+        bytes.append(self.nodeProtocol)
+        bytes.appendUInt16(self.highestVersion)
+        bytes.appendUInt16(self.lowestVersion)
+        bytes.appendUInt16(UInt16(truncatingIfNeeded: self.name.count))
+        bytes += self.name
+        bytes.appendUInt16(UInt16(truncatingIfNeeded: self.extra.count))
+        bytes += self.extra
     }
 }
 

@@ -27,16 +27,7 @@ public enum EPMDResponse {
     /// PORT2 reply for a registered node.
     public static func port2Found(_ node: Alive2Request) -> [UInt8] {
         var reply: [UInt8] = [EPMDMessageCode.port2Response.rawValue, 0]
-        reply.reserveCapacity(14 + node.name.count + node.extra.count)
-        reply.appendUInt16(node.port)
-        reply.append(node.nodeType)
-        reply.append(node.nodeProtocol)
-        reply.appendUInt16(node.highestVersion)
-        reply.appendUInt16(node.lowestVersion)
-        reply.appendUInt16(UInt16(truncatingIfNeeded: node.name.count))
-        reply += node.name
-        reply.appendUInt16(UInt16(truncatingIfNeeded: node.extra.count))
-        reply += node.extra
+        node.appendFields(to: &reply)
         return reply
     }
 
