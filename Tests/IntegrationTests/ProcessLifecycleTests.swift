@@ -22,6 +22,19 @@ import Glibc
         #expect(end.bytes == [] && (end.ending == .eof || end.ending == .reset(ECONNRESET)), "\(end)")
     }
 
+    @Test("-delay_accept and -delay_write slow the answers down but every request is still answered")
+    func delays() async throws {
+        let gateway = try await GatewayProcess.start(arguments: ["-delay_accept", "1", "-delay_write", "1"])
+        defer { gateway.stop() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let reply = try await WireClient.request(port: gateway.port, [110])
+        let elapsed = start.duration(to: clock.now)
+        #expect(reply.bytes == WireClient.be32(UInt32(gateway.port)), "\(reply)")
+        #expect(reply.ending.closed)
+        #expect(elapsed >= .milliseconds(900), "NAMES answered after \(elapsed), before the delays")
+    }
+
     @Test("unknown options print epmd's usage on stderr and exit 1")
     func usage() throws {
         let result = try Command.run(TestBinary.url.path, ["-h"])
