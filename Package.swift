@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "EPMDRegistry", targets: ["EPMDRegistry"]),
         .library(name: "EPMDServer", targets: ["EPMDServer"]),
         .library(name: "EPMDApp", targets: ["EPMDApp"]),
+        .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
     ],
     targets: [
         // MARK: - Targets
@@ -27,6 +28,15 @@ let package = Package(
         .target(name: "EPMDRegistry", dependencies: ["EPMDProtocol"]),
         /// The epmd port: our own epoll loop, connection state machine, listeners.
         .target(name: "EPMDServer", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry"]),
+        /// libmicrohttpd, with fixed-signature wrappers for its variadic calls.
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        /// The HTTP/JSON front: a pure router over registry snapshots, and the libmicrohttpd daemon
+        /// (its `MicroHTTPD/` folder is the only place with unsafe pointers).
+        .target(name: "GatewayHTTP", dependencies: ["CMicroHTTPD", "EPMDProtocol", "EPMDRegistry"]),
         /// Composition: configuration, epmd-style command line, client modes, daemon mode.
         .target(name: "EPMDApp", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer"]),
         /// The thin executable.
@@ -41,6 +51,7 @@ let package = Package(
             dependencies: ["EPMDServer", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
         ),
         .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer"]),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["epmd-gateway"]),
     ]
 )

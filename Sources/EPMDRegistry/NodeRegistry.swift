@@ -77,6 +77,11 @@ public final class NodeRegistry: Sendable {
     /// Live registrations, newest first.
     public func snapshot() -> [RegisteredNode] { self.state.withLock { $0.newestFirst() } }
 
+    /// Live registrations and the generation they belong to, read together under one lock.
+    public func versionedSnapshot() -> (generation: UInt64, nodes: [RegisteredNode]) {
+        self.state.withLock { ($0.generation, Array($0.nodes.values)) }
+    }
+
     /// NAMES lines, cached per generation.
     public func namesText() -> [UInt8] { self.state.withLock { $0.namesText() } }
 

@@ -1,0 +1,55 @@
+#ifndef CMICROHTTPD_SHIM_H
+#define CMICROHTTPD_SHIM_H
+
+// libmicrohttpd for Swift. Swift cannot call C variadic functions, so each variadic call the
+// gateway needs gets one fixed-signature wrapper here. Nothing else belongs in this file.
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <microhttpd.h>
+
+/// MHD_start_daemon (variadic) with the options the gateway always sets: a connection limit and a
+/// connection timeout (MHD's default is none), an optional worker pool, an optional bind address
+/// (NULL: MHD binds `port` itself) and the completion callback.
+static inline struct MHD_Daemon *cmhd_start(unsigned int flags,
+                                            uint16_t port,
+                                            const struct sockaddr *bind_address,
+                                            unsigned int thread_pool_size,
+                                            unsigned int connection_limit,
+                                            unsigned int connection_timeout_seconds,
+                                            MHD_AccessHandlerCallback handler,
+                                            void *handler_cls,
+                                            MHD_RequestCompletedCallback completed,
+                                            void *completed_cls) {
+    struct MHD_OptionItem options[6];
+    int count = 0;
+    options[count++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL};
+    options[count++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL};
+    options[count++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
+    if (thread_pool_size > 1) {
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)thread_pool_size, NULL};
+    }
+    if (bind_address != NULL) {
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)bind_address};
+    }
+    options[count++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls, MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+}
+
+/// MHD_get_daemon_info (variadic): the port the daemon is bound to (0 if unknown).
+static inline uint16_t cmhd_bound_port(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info != NULL ? info->port : 0;
+}
+
+/// MHD_get_connection_info (variadic): the client's address (NULL if unknown).
+static inline const struct sockaddr *cmhd_client_address(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info != NULL ? info->client_addr : NULL;
+}
+
+#endif

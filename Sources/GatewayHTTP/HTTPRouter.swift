@@ -1,0 +1,161 @@
+import EPMDProtocol
+import EPMDRegistry
+
+/// The HTTP API as a pure function from request to response, over registry snapshots. No C, no
+/// sockets: testable as a value. (Long-poll `?index=&wait=` needs suspend/resume in the daemon and is
+/// not served yet: a request with `index` is answered at once.)
+public struct HTTPRouter: Sendable {
+    /// Facts for `/version`.
+    public struct Build: Sendable {
+        public var version: String
+        public var libmicrohttpd: String
+
+        public init(version: String, libmicrohttpd: String) {
+            self.version = version
+            self.libmicrohttpd = libmicrohttpd
+        }
+    }
+
+    public let registry: NodeRegistry
+    public let build: Build
+    /// Readiness (false while starting or draining): `/readyz` answers 503 then.
+    public let isReady: @Sendable () -> Bool
+
+    public init(registry: NodeRegistry, build: Build, isReady: @escaping @Sendable () -> Bool = { true }) {
+        self.registry = registry
+        self.build = build
+        self.isReady = isReady
+    }
+
+    /// Answers one request.
+    public func respond(to request: HTTPRequest) -> HTTPResponse {
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        switch segments {
+        case ["livez"]:
+            return self.only(["GET", "HEAD"], request) { Self.text(200, "ok\n") }
+        case ["readyz"]:
+            return self.only(["GET", "HEAD"], request) {
+                let ready = self.isReady()
+                if request.query["verbose"] != nil {
+                    return Self.text(ready ? 200 : 503, "[\(ready ? "+" : "-")]ready \(ready ? "ok" : "failed")\n")
+                }
+                return Self.text(ready ? 200 : 503, ready ? "ok\n" : "not ready\n")
+            }
+        case ["version"]:
+            return self.only(["GET", "HEAD"], request) {
+                Self.json(
+                    200,
+                    JSON.object([
+                        ("version", JSON.string(self.build.version)),
+                        ("libmicrohttpd", JSON.string(self.build.libmicrohttpd)),
+                    ])
+                )
+            }
+        case ["v1", "nodes"]:
+            return self.only(["GET", "HEAD"], request) { self.nodes(request) }
+        case let path where path.count == 3 && path[0] == "v1" && path[1] == "nodes":
+            return self.only(["GET", "HEAD"], request) { self.node(named: path[2], request) }
+        case let path where path.count == 4 && path[0] == "v1" && path[1] == "nodes" && path[3] == "health":
+            return self.only(["GET", "HEAD"], request) { self.health(named: path[2]) }
+        default:
+            return Self.problem(404, "Not Found", "No resource at \(request.path).")
+        }
+    }
+
+    // MARK: - Endpoints
+
+    private func nodes(_ request: HTTPRequest) -> HTTPResponse {
+        let (generation, all) = self.registry.versionedSnapshot()
+        let etag = "\"\(generation)\""
+        var selected = all
+        if let type = request.query["type"] {
+            switch type {
+            case "normal": selected = all.filter { $0.request.nodeType == 77 }
+            case "hidden": selected = all.filter { $0.request.nodeType == 72 }
+            default:
+                guard let code = UInt8(type) else {
+                    return Self.problem(400, "Bad Request", "type must be normal, hidden or a type code (0-255).")
+                }
+                selected = all.filter { $0.request.nodeType == code }
+            }
+        }
+        if request.header("if-none-match") == etag {
+            return HTTPResponse(status: 304, headers: [("ETag", etag)])
+        }
+        selected.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        let body = JSON.object([
+            ("generation", String(generation)),
+            ("nodes", "[" + selected.map(JSON.node).joined(separator: ",") + "]"),
+        ])
+        var response = Self.json(200, body)
+        response.headers.append(("ETag", etag))
+        return response
+    }
+
+    private func node(named name: String, _ request: HTTPRequest) -> HTTPResponse {
+        if let invalid = Self.invalidName(name) { return invalid }
+        guard let node = self.registry.lookup(Array(name.utf8)) else {
+            return Self.problem(404, "Not Found", "No node named \(name) is registered.")
+        }
+        return Self.json(200, JSON.node(node))
+    }
+
+    /// The load-balancer contract: 200 while the node is registered, 503 when it is not.
+    private func health(named name: String) -> HTTPResponse {
+        if let invalid = Self.invalidName(name) { return invalid }
+        guard let node = self.registry.lookup(Array(name.utf8)) else {
+            return Self.json(
+                503,
+                JSON.object([("name", JSON.string(name)), ("status", JSON.string("unregistered"))])
+            )
+        }
+        return Self.json(
+            200,
+            JSON.object([
+                ("name", JSON.string(name)), ("status", JSON.string("registered")), ("port", String(node.port)),
+            ])
+        )
+    }
+
+    // MARK: - Helpers
+
+    /// Names in paths: not empty, at most 255 code points, no `/` (libmicrohttpd decodes `%2F`).
+    static func invalidName(_ name: String) -> HTTPResponse? {
+        if name.isEmpty || name.unicodeScalars.count > EPMDLimits.maxNameCodePoints || name.contains("/") {
+            return Self.problem(400, "Bad Request", "A node name has 1 to 255 characters and no '/'.")
+        }
+        return nil
+    }
+
+    private func only(_ methods: [String], _ request: HTTPRequest, _ body: () -> HTTPResponse) -> HTTPResponse {
+        guard methods.contains(request.method) else {
+            var response = Self.problem(405, "Method Not Allowed", "\(request.method) is not allowed here.")
+            response.headers.append(("Allow", methods.joined(separator: ", ")))
+            return response
+        }
+        return body()
+    }
+
+    static func text(_ status: Int, _ text: String) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8))
+    }
+
+    static func json(_ status: Int, _ text: String) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array((text + "\n").utf8))
+    }
+
+    /// RFC 9457 problem details.
+    static func problem(_ status: Int, _ title: String, _ detail: String) -> HTTPResponse {
+        let body = JSON.object([
+            ("type", JSON.string("about:blank")),
+            ("title", JSON.string(title)),
+            ("status", String(status)),
+            ("detail", JSON.string(detail)),
+        ])
+        return HTTPResponse(
+            status: status,
+            headers: [("Content-Type", "application/problem+json")],
+            body: Array((body + "\n").utf8)
+        )
+    }
+}

@@ -1,0 +1,96 @@
+import CMicroHTTPD
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The C callbacks, nonisolated and outside `main.swift`. They copy C strings into Swift values at
+/// once, answer with `RESPMEM_MUST_COPY`, and never trap: every pointer is checked.
+enum MicroHTTPDCallbacks {
+    /// Marks "headers seen" in `*con_cls` without allocating: requests carry no state of their own.
+    private static let seenMarker = 1
+
+    /// libmicrohttpd calls this after the headers, for each body chunk, and once more at the end.
+    static let access: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadSize, state in
+        guard let cls, let connection, let url, let method, let uploadSize, let state else { return .NO }
+        if state.pointee == nil {
+            // First call: headers only. Answering now would make libmicrohttpd drop a body unread.
+            state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
+            return .YES
+        }
+        if uploadSize.pointee > 0 {
+            // No endpoint takes a body: discard it.
+            uploadSize.pointee = 0
+            return .YES
+        }
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        let request = HTTPRequest(
+            method: String(cString: method),
+            path: String(cString: url),
+            query: Self.values(connection, kind: .GET_ARGUMENT_KIND, lowercased: false),
+            headers: Self.values(connection, kind: .HEADER_KIND, lowercased: true),
+            peer: Self.peer(connection)
+        )
+        let response = context.handler(request)
+        var body = response.body
+        let created = body.withUnsafeMutableBytes { raw in
+            MHD_create_response_from_buffer(raw.count, raw.baseAddress, .RESPMEM_MUST_COPY)
+        }
+        guard let created else { return .NO }
+        defer { MHD_destroy_response(created) }
+        for header in response.headers {
+            _ = MHD_add_response_header(created, header.name, header.value)
+        }
+        return MHD_queue_response(connection, UInt32(clamping: response.status), created)
+    }
+
+    /// Nothing to free: requests carry no allocated state.
+    static let completed: MHD_RequestCompletedCallback = { _, _, state, _ in
+        state?.pointee = nil
+    }
+
+    /// Collects query arguments or headers into a dictionary.
+    private static func values(_ connection: OpaquePointer, kind: MHD_ValueKind, lowercased: Bool) -> [String: String] {
+        final class Box {
+            var values: [String: String] = [:]
+            var lowercased = false
+        }
+        let box = Box()
+        box.lowercased = lowercased
+        let iterator: MHD_KeyValueIterator = { cls, _, key, value in
+            guard let cls, let key else { return .YES }
+            let box = Unmanaged<Box>.fromOpaque(cls).takeUnretainedValue()
+            let name = String(cString: key)
+            box.values[box.lowercased ? name.lowercased() : name] = value.map { String(cString: $0) } ?? ""
+            return .YES
+        }
+        withExtendedLifetime(box) {
+            _ = MHD_get_connection_values(connection, kind, iterator, Unmanaged.passUnretained(box).toOpaque())
+        }
+        return box.values
+    }
+
+    private static func peer(_ connection: OpaquePointer) -> String {
+        guard let address = cmhd_client_address(connection) else { return "" }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                var raw = pointer.pointee.sin_addr
+                guard inet_ntop(AF_INET, &raw, &buffer, socklen_t(buffer.count)) != nil else { return "" }
+                return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                var raw = pointer.pointee.sin6_addr
+                guard inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count)) != nil else { return "" }
+                let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                return text.hasPrefix("::ffff:") ? String(text.dropFirst(7)) : text
+            }
+        default:
+            return ""
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import EPMDProtocol
+import EPMDRegistry
+import Foundation
+import GatewayHTTP
+import Testing
+
+/// The libmicrohttpd daemon for real, driven by curl on loopback.
+@Suite(.timeLimit(.minutes(1))) struct MicroHTTPDServerTests {
+    static var curl: String? {
+        ["/usr/bin/curl", "/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Runs curl and returns (status code, body).
+    static func curl(_ arguments: [String]) throws -> (status: Int, body: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(self.curl, "curl is not installed"))
+        process.arguments = ["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? -1
+        return (status, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test(
+        "curl against a live daemon on 127.0.0.1 and ::1: nodes, health, probes, errors",
+        .enabled(if: getenv("CI") != nil || Self.curl != nil)
+    )
+    func live() throws {
+        let registry = NodeRegistry()
+        _ = registry.register(
+            Alive2Request(port: 4242, name: Array("web".utf8)),
+            connection: ConnectionID(1),
+            fd: 3,
+            peer: "127.0.0.1"
+        )
+        let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
+        for address in ["127.0.0.1", "::1"] {
+            let server = try MicroHTTPDServer(configuration: .init(address: address, port: 0, threads: 2)) {
+                router.respond(to: $0)
+            }
+            defer { server.stop() }
+            #expect(server.port != 0)
+            let host = address.contains(":") ? "[\(address)]" : address
+            let base = "http://\(host):\(server.port)"
+            let nodes = try Self.curl(["\(base)/v1/nodes"])
+            #expect(nodes.status == 200)
+            #expect(nodes.body.contains("\"name\":\"web\",\"port\":4242"))
+            #expect(try Self.curl(["\(base)/v1/nodes/web/health"]).status == 200)
+            #expect(try Self.curl(["-I", "\(base)/v1/nodes/web/health"]).status == 200)
+            #expect(try Self.curl(["\(base)/v1/nodes/gone/health"]).status == 503)
+            #expect(try Self.curl(["\(base)/livez"]).body == "ok\n")
+            #expect(try Self.curl(["-X", "DELETE", "\(base)/v1/nodes"]).status == 405)
+            #expect(try Self.curl(["\(base)/nowhere"]).status == 404)
+            #expect(try Self.curl(["-H", "If-None-Match: \"1\"", "\(base)/v1/nodes"]).status == 304)
+            // A request with a body is read and discarded, then answered.
+            #expect(
+                try Self.curl(["-X", "POST", "--data", String(repeating: "x", count: 100_000), "\(base)/livez"]).status
+                    == 405
+            )
+        }
+    }
+
+    @Test("a port already in use is an error, not a crash")
+    func portInUse() throws {
+        let router = HTTPRouter(registry: NodeRegistry(), build: .init(version: "test", libmicrohttpd: "0.9.75"))
+        let first = try MicroHTTPDServer(configuration: .init(port: 0)) { router.respond(to: $0) }
+        defer { first.stop() }
+        #expect(throws: MicroHTTPDError.self) {
+            _ = try MicroHTTPDServer(configuration: .init(port: first.port)) { router.respond(to: $0) }
+        }
+        #expect(throws: MicroHTTPDError.self) {
+            _ = try MicroHTTPDServer(configuration: .init(address: "localhost")) { router.respond(to: $0) }
+        }
+    }
+}
