@@ -38,7 +38,10 @@ let package = Package(
         /// (its `MicroHTTPD/` folder is the only place with unsafe pointers).
         .target(name: "GatewayHTTP", dependencies: ["CMicroHTTPD", "EPMDProtocol", "EPMDRegistry"]),
         /// Composition: configuration, epmd-style command line, client modes, daemon mode.
-        .target(name: "EPMDApp", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer"]),
+        .target(
+            name: "EPMDApp",
+            dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP"]
+        ),
         /// The thin executable.
         .executableTarget(name: "epmd-gateway", dependencies: ["EPMDApp"]),
 

@@ -2,6 +2,7 @@ import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
 import Foundation
+import GatewayHTTP
 import Synchronization
 
 #if canImport(Glibc)
@@ -90,7 +91,8 @@ public enum EPMDApplication {
             delayWrite: options.delayWrite,
             historyLimit: options.debugLevel > 0
                 ? EPMDLimits.debugUnregisteredHistory : EPMDLimits.unregisteredHistory,
-            handleSignals: true
+            handleSignals: true,
+            shutdownGrace: options.shutdownGrace
         )
         let registry = NodeRegistry(historyLimit: configuration.historyLimit)
         let server: EPMDServer
@@ -116,11 +118,48 @@ public enum EPMDApplication {
                 environment: environment
             )
         }
+        let ready = ReadinessFlag()
+        let http =
+            options.httpEnabled
+            ? self.startHTTP(options, registry: registry, server: server, ready: ready, logger: logger) : nil
+        ready.set(true)
         let status = self.runOnLoopThread(server, logger: logger)
+        ready.set(false)
+        http?.stop()
         if options.systemd {
             Systemd.notify("STATUS=Exited.\nERRNO=\(status)", environment: environment)
         }
         return status
+    }
+
+    /// Starts the HTTP/JSON front. Drop-in use never breaks because of it: when its port is taken (several
+    /// gateways started in a row, as `erl` and OTP's test suite do) the failure is logged and the epmd
+    /// port runs on without HTTP.
+    private static func startHTTP(
+        _ options: EPMDOptions,
+        registry: NodeRegistry,
+        server: EPMDServer,
+        ready: ReadinessFlag,
+        logger: EPMDLogger
+    ) -> MicroHTTPDServer? {
+        let router = HTTPRouter(
+            registry: registry,
+            build: .init(version: self.version, libmicrohttpd: MicroHTTPDServer.libraryVersion),
+            isReady: { ready.value && !server.isDraining }
+        )
+        let configuration = MicroHTTPDServer.Configuration(
+            address: options.httpAddress,
+            port: UInt16(truncatingIfNeeded: options.httpPort),
+            threads: options.httpThreads
+        )
+        do {
+            let http = try MicroHTTPDServer(configuration: configuration) { router.respond(to: $0) }
+            logger.log(1, "HTTP front on \(options.httpAddress) port \(http.port)")
+            return http
+        } catch {
+            logger.log(0, "HTTP front disabled, the epmd port runs on: \(error)")
+            return nil
+        }
     }
 
     /// Runs the epoll loop on its own thread (never on the Swift concurrency pool) and waits for it.
@@ -156,6 +195,13 @@ public enum EPMDApplication {
             }
         }
     }
+}
+
+/// Whether the gateway is ready: set once both fronts run, cleared when the loop ends.
+private final class ReadinessFlag: Sendable {
+    private let storage = Atomic<Bool>(false)
+    func set(_ value: Bool) { self.storage.store(value, ordering: .releasing) }
+    var value: Bool { self.storage.load(ordering: .acquiring) }
 }
 
 /// The loop thread's exit status, handed to the main thread.

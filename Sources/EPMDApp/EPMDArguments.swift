@@ -11,6 +11,11 @@ public enum EPMDArguments {
         if let port = environment["ERL_EPMD_PORT"] { options.port = self.atoi(port) }
         options.addresses = environment["ERL_EPMD_ADDRESS"]
         options.relaxedCommandCheck = environment["ERL_EPMD_RELAXED_COMMAND_CHECK"] != nil
+        if environment["EPMD_GATEWAY_NO_HTTP"] != nil { options.httpEnabled = false }
+        for option in self.longOptions.values {
+            guard let key = option.environment, let value = environment[key] else { continue }
+            guard option.apply(value, &options) else { return .usage }
+        }
 
         var index = 0
         func positiveValue() -> Int? {
@@ -55,12 +60,58 @@ public enum EPMDArguments {
                 return .help
             case "--version":
                 return .version
+            case "--no-http":
+                options.httpEnabled = false
+                index += 1
+            case let argument where argument.hasPrefix("--"):
+                // `--name value` or `--name=value`.
+                let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+                guard let option = self.longOptions[parts[0]] else { return .usage }
+                let value: String
+                if parts.count == 2 {
+                    value = parts[1]
+                    index += 1
+                } else {
+                    guard index + 1 < arguments.count else { return .usage }
+                    value = arguments[index + 1]
+                    index += 2
+                }
+                guard option.apply(value, &options) else { return .usage }
             default:
                 return .usage
             }
         }
         return .serve(options)
     }
+
+    /// Our own long options that take a value, with their environment variables.
+    struct LongOption: Sendable {
+        var environment: String?
+        var apply: @Sendable (String, inout EPMDOptions) -> Bool
+    }
+
+    static let longOptions: [String: LongOption] = [
+        "--http-address": LongOption(environment: "EPMD_GATEWAY_HTTP_ADDRESS") { value, options in
+            guard !value.isEmpty else { return false }
+            options.httpAddress = value
+            return true
+        },
+        "--http-port": LongOption(environment: "EPMD_GATEWAY_HTTP_PORT") { value, options in
+            guard let port = UInt16(value) else { return false }
+            options.httpPort = Int(port)
+            return true
+        },
+        "--http-threads": LongOption(environment: "EPMD_GATEWAY_HTTP_THREADS") { value, options in
+            guard let threads = Int(value), (1...64).contains(threads) else { return false }
+            options.httpThreads = threads
+            return true
+        },
+        "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
+            guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
+            options.shutdownGrace = seconds
+            return true
+        },
+    ]
 
     /// The options that take a number: `atoi` of the next argument, and 0 or a missing value is a usage error.
     private static let numericOptions: [String: any WritableKeyPath<EPMDOptions, Int> & Sendable] = [
@@ -151,9 +202,16 @@ public enum EPMDArguments {
                 (only allowed if -relaxed_command_check was given when 
                 epmd was started).
 
-        epmd-gateway options
-            --help       Print this text on stdout and exit 0.
-            --version    Print the version and exit 0.
+        epmd-gateway options (each also read from the environment variable shown)
+            --http-address IP   Address of the HTTP/JSON front (EPMD_GATEWAY_HTTP_ADDRESS;
+                                default 127.0.0.1).
+            --http-port N       Its port (EPMD_GATEWAY_HTTP_PORT; default 4370; 0 picks one).
+            --http-threads N    Its worker threads (EPMD_GATEWAY_HTTP_THREADS; default 1).
+            --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
+            --shutdown-grace S  Seconds between SIGTERM and exit while /readyz answers 503
+                                (EPMD_GATEWAY_SHUTDOWN_GRACE; default 0).
+            --help              Print this text on stdout and exit 0.
+            --version           Print the version and exit 0.
 
         """
 }

@@ -15,6 +15,23 @@ public struct EPMDOptions: Equatable, Sendable {
     public var delayAccept = 0
     public var delayWrite = 0
 
+    // Our own options (GNU-style, each with an environment variable).
+
+    /// `--no-http` / `EPMD_GATEWAY_NO_HTTP`: run the epmd port only.
+    public var httpEnabled = true
+    /// `--http-address` / `EPMD_GATEWAY_HTTP_ADDRESS`: an IP literal (loopback by default).
+    public var httpAddress = "127.0.0.1"
+    /// `--http-port` / `EPMD_GATEWAY_HTTP_PORT`.
+    public var httpPort = Int(Self.defaultHTTPPort)
+    /// `--http-threads` / `EPMD_GATEWAY_HTTP_THREADS`: libmicrohttpd worker threads.
+    public var httpThreads = 1
+    /// `--shutdown-grace` / `EPMD_GATEWAY_SHUTDOWN_GRACE`: seconds between SIGTERM (readiness turns
+    /// 503) and the exit, for load balancers to notice.
+    public var shutdownGrace = 0
+
+    /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
+    public static let defaultHTTPPort: UInt16 = 4370
+
     public init() {}
 
     /// The port as the sockets use it (C stores it in an unsigned short).

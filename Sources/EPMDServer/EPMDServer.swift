@@ -30,6 +30,7 @@ public final class EPMDServer: Sendable {
     private let listenFDs: [Int32]
     private let wakeFD: Int32
     private let shutdownRequested = Atomic<Bool>(false)
+    private let draining = Atomic<Bool>(false)
     let counters = EPMDServerCounters()
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
@@ -57,6 +58,11 @@ public final class EPMDServer: Sendable {
     deinit {
         System.close(self.wakeFD)
     }
+
+    /// True from the first SIGTERM/SIGINT until the exit (the shutdown grace period).
+    public var isDraining: Bool { self.draining.load(ordering: .acquiring) }
+
+    func startDraining() { self.draining.store(true, ordering: .releasing) }
 
     /// A copy of the counters.
     public var statistics: EPMDServerStatistics { self.counters.snapshot }
@@ -168,6 +174,8 @@ private struct EventLoop {
     var delayedWrites: [(at: UInt64, fd: Int32, serial: UInt32)] = []
     var exitReason: EPMDServer.ExitReason?
     var acceptPaused = false
+    /// When the shutdown grace period ends (monotonic nanoseconds), once a signal started it.
+    var drainUntil: UInt64?
     var acceptResumeAt: UInt64 = 0
     var reserveFD: Int32 = -1
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -275,6 +283,7 @@ private struct EventLoop {
         if let head = self.timed.head { next = min(next, head.deadline) }
         if let head = self.delayedWrites.first { next = min(next, head.at) }
         if self.acceptPaused { next = min(next, self.acceptResumeAt) }
+        if let drainUntil = self.drainUntil { next = min(next, drainUntil) }
         guard next != .max else { return -1 }
         let now = System.monotonicNanoseconds()
         guard next > now else { return 0 }
@@ -283,8 +292,16 @@ private struct EventLoop {
 
     private mutating func drainSignals() {
         while let signal = System.readSignal(self.signalFD) {
-            self.server.logger.log(1, "got signal \(signal), shutting down")
-            self.exitReason = .shutdown
+            let grace = self.server.configuration.shutdownGrace
+            if grace > 0 && self.drainUntil == nil {
+                self.server.logger.log(1, "got signal \(signal), draining for \(grace) s")
+                self.server.startDraining()
+                self.drainUntil = System.monotonicNanoseconds() + UInt64(grace) * 1_000_000_000
+            } else {
+                self.server.logger.log(1, "got signal \(signal), shutting down")
+                self.server.startDraining()
+                self.exitReason = .shutdown
+            }
         }
     }
 
@@ -608,6 +625,7 @@ private struct EventLoop {
             self.flush(connection)
         }
         if self.acceptPaused, now >= self.acceptResumeAt { self.resumeAccepting() }
+        if let drainUntil = self.drainUntil, now >= drainUntil { self.exitReason = .shutdown }
     }
 
     // MARK: - Closing

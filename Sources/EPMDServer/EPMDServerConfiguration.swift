@@ -37,6 +37,9 @@ public struct EPMDServerConfiguration: Sendable {
     public var historyLimit: Int
     /// Handle SIGTERM/SIGINT in the loop (they must be blocked in every thread by the caller).
     public var handleSignals: Bool
+    /// Seconds between the first SIGTERM/SIGINT and the exit, while `isDraining` is true (so
+    /// readiness can turn 503) and the epmd port keeps serving. A second signal exits at once.
+    public var shutdownGrace: Int
 
     public init(
         port: UInt16 = EPMDLimits.defaultPort,
@@ -46,7 +49,8 @@ public struct EPMDServerConfiguration: Sendable {
         delayAccept: Int = 0,
         delayWrite: Int = 0,
         historyLimit: Int = EPMDLimits.unregisteredHistory,
-        handleSignals: Bool = false
+        handleSignals: Bool = false,
+        shutdownGrace: Int = 0
     ) {
         self.port = port
         self.listeners = listeners
@@ -56,5 +60,6 @@ public struct EPMDServerConfiguration: Sendable {
         self.delayWrite = delayWrite
         self.historyLimit = historyLimit
         self.handleSignals = handleSignals
+        self.shutdownGrace = shutdownGrace
     }
 }

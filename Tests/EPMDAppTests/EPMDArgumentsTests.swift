@@ -96,6 +96,47 @@ import Testing
     func longOptions() {
         #expect(self.parse(["--version"]) == .version)
         #expect(self.parse(["--help"]) == .help)
+        guard
+            case .serve(let options) = self.parse([
+                "--http-address", "::1", "--http-port=8080", "--http-threads", "4", "--shutdown-grace", "3",
+            ])
+        else {
+            Issue.record("long options not parsed")
+            return
+        }
+        #expect(options.httpAddress == "::1" && options.httpPort == 8080 && options.httpThreads == 4)
+        #expect(options.shutdownGrace == 3 && options.httpEnabled)
+        guard case .serve(let defaults) = self.parse([]) else { return }
+        #expect(defaults.httpAddress == "127.0.0.1" && defaults.httpPort == 4370 && defaults.httpThreads == 1)
+        guard case .serve(let off) = self.parse(["--no-http"]) else { return }
+        #expect(!off.httpEnabled)
+        guard case .client(.names, let before) = self.parse(["--http-port", "9", "-names"]) else {
+            Issue.record("long option before a client mode")
+            return
+        }
+        #expect(before.httpPort == 9)
+        for bad in [
+            ["--http-port", "x"], ["--http-port"], ["--http-threads", "0"], ["--bogus", "1"], ["--http-address="],
+        ] {
+            #expect(self.parse(bad) == .usage)
+        }
+    }
+
+    @Test("our own environment variables, overridden by flags")
+    func longEnvironment() {
+        let env = [
+            "EPMD_GATEWAY_HTTP_ADDRESS": "0.0.0.0", "EPMD_GATEWAY_HTTP_PORT": "9000",
+            "EPMD_GATEWAY_HTTP_THREADS": "2", "EPMD_GATEWAY_SHUTDOWN_GRACE": "5",
+        ]
+        guard case .serve(let options) = self.parse(["--http-port", "9001"], env) else {
+            Issue.record("not serve")
+            return
+        }
+        #expect(options.httpAddress == "0.0.0.0" && options.httpPort == 9001 && options.httpThreads == 2)
+        #expect(options.shutdownGrace == 5)
+        guard case .serve(let off) = self.parse([], ["EPMD_GATEWAY_NO_HTTP": ""]) else { return }
+        #expect(!off.httpEnabled)
+        #expect(self.parse([], ["EPMD_GATEWAY_HTTP_PORT": "nope"]) == .usage)
     }
 }
 

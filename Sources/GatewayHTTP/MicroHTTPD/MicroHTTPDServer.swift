@@ -103,6 +103,12 @@ public final class MicroHTTPDServer: Sendable {
 
     private let context: Unmanaged<CallbackContext>
 
+    /// The linked libmicrohttpd's version, e.g. `0.9.75`.
+    public static var libraryVersion: String {
+        guard let text = MHD_get_version() else { return "unknown" }
+        return String(cString: text)
+    }
+
     /// Stops the daemon and waits for its threads; idempotent. Never call from inside a handler.
     public func stop() {
         let address = self.daemon.withLock { value -> UInt in
