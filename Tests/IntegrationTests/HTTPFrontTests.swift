@@ -87,7 +87,7 @@ struct HTTPFrontTests {
         let base = "http://127.0.0.1:\(httpPort)"
         #expect(try await Self.curl(["\(base)/readyz"]).status == 200)
         kill(gateway.process.processIdentifier, SIGTERM)
-        let draining = try await Poll.until(timeout: .seconds(2), interval: .milliseconds(20)) {
+        let draining = try await Poll.until(timeout: .seconds(4), interval: .milliseconds(20)) {
             try await Self.curl(["\(base)/readyz"]).status == 503
         }
         #expect(draining != nil, "readyz did not turn 503 after SIGTERM")
