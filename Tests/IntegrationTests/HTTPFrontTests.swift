@@ -81,7 +81,7 @@ struct HTTPFrontTests {
     func readinessDuringShutdown() async throws {
         let httpPort = try FreePort.next()
         let gateway = try await GatewayProcess.start(arguments: [
-            "--http-port", String(httpPort), "--shutdown-grace", "2",
+            "--http-port", String(httpPort), "--shutdown-grace", "5",
         ])
         defer { gateway.stop() }
         let base = "http://127.0.0.1:\(httpPort)"
