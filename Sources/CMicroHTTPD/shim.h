@@ -11,6 +11,19 @@
 #include <stdint.h>
 #include <microhttpd.h>
 
+/// An unescape callback that leaves URLs and query arguments as they came: libmicrohttpd would
+/// otherwise decode `%2F` into a path separator and `%00` into a terminator before routing. The
+/// gateway percent-decodes each path segment and argument itself (and refuses `/` and NUL in names).
+static inline size_t cmhd_keep_escaped(void *cls, struct MHD_Connection *connection, char *text) {
+    (void)cls;
+    (void)connection;
+    size_t length = 0;
+    while (text[length] != '\0') {
+        length++;
+    }
+    return length;
+}
+
 /// MHD_start_daemon (variadic) with the options the gateway always sets: a connection limit and a
 /// connection timeout (MHD's default is none), an optional worker pool, an optional bind address
 /// (NULL: MHD binds `port` itself) and the completion callback.
@@ -24,12 +37,13 @@ static inline struct MHD_Daemon *cmhd_start(unsigned int flags,
                                             void *handler_cls,
                                             MHD_RequestCompletedCallback completed,
                                             void *completed_cls) {
-    struct MHD_OptionItem options[6];
+    struct MHD_OptionItem options[7];
     int count = 0;
     options[count++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL};
     options[count++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL};
     options[count++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
+    options[count++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)cmhd_keep_escaped, NULL};
     if (thread_pool_size > 1) {
         options[count++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)thread_pool_size, NULL};
     }

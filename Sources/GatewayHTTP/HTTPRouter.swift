@@ -29,7 +29,9 @@ public struct HTTPRouter: Sendable {
 
     /// Answers one request.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        let segments = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        guard let segments = request.pathSegments else {
+            return Self.problem(400, "Bad Request", "The path is not valid percent-encoded UTF-8.")
+        }
         switch segments {
         case ["livez"]:
             return self.only(["GET", "HEAD"], request) { Self.text(200, "ok\n") }
@@ -51,6 +53,22 @@ public struct HTTPRouter: Sendable {
                     ])
                 )
             }
+        case ["openapi.json"]:
+            return self.only(["GET", "HEAD"], request) {
+                HTTPResponse(
+                    status: 200,
+                    headers: [("Content-Type", "application/json")],
+                    body: Array((OpenAPIDocument.json + "\n").utf8)
+                )
+            }
+        case ["openapi.yaml"]:
+            return self.only(["GET", "HEAD"], request) {
+                HTTPResponse(
+                    status: 200,
+                    headers: [("Content-Type", "application/yaml")],
+                    body: Array((OpenAPIDocument.yaml + "\n").utf8)
+                )
+            }
         case ["v1", "nodes"]:
             return self.only(["GET", "HEAD"], request) { self.nodes(request) }
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "nodes":
@@ -68,7 +86,10 @@ public struct HTTPRouter: Sendable {
         let (generation, all) = self.registry.versionedSnapshot()
         let etag = "\"\(generation)\""
         var selected = all
-        if let type = request.query["type"] {
+        if let raw = request.query["type"] {
+            guard let type = HTTPRequest.percentDecode(raw) else {
+                return Self.problem(400, "Bad Request", "type is not valid percent-encoded UTF-8.")
+            }
             switch type {
             case "normal": selected = all.filter { $0.request.nodeType == 77 }
             case "hidden": selected = all.filter { $0.request.nodeType == 72 }
@@ -119,10 +140,12 @@ public struct HTTPRouter: Sendable {
 
     // MARK: - Helpers
 
-    /// Names in paths: not empty, at most 255 code points, no `/` (libmicrohttpd decodes `%2F`).
+    /// Names in paths: not empty, at most 255 code points, no `/` (sent as `%2F`) and no NUL.
     static func invalidName(_ name: String) -> HTTPResponse? {
-        if name.isEmpty || name.unicodeScalars.count > EPMDLimits.maxNameCodePoints || name.contains("/") {
-            return Self.problem(400, "Bad Request", "A node name has 1 to 255 characters and no '/'.")
+        if name.isEmpty || name.unicodeScalars.count > EPMDLimits.maxNameCodePoints || name.contains("/")
+            || name.contains("\u{0}")
+        {
+            return Self.problem(400, "Bad Request", "A node name has 1 to 255 characters, no '/' and no NUL.")
         }
         return nil
     }

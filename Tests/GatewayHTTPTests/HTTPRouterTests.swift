@@ -68,6 +68,23 @@ import Testing
         #expect(long.status == 400)
     }
 
+    @Test("paths are decoded per segment: %2F and %00 in a name are 400, never another route or a shorter name")
+    func percentEncoding() {
+        let (router, registry) = Self.router()
+        Self.register(registry, "qq1", port: 1, id: 1)
+        Self.register(registry, "café", port: 2, id: 2)
+        for path in [
+            "/v1/nodes/qq1%2Fhealth", "/v1/nodes/qq1%2F", "/v1/nodes/qq1%00junk", "/v1/nodes/qq1%00junk/health",
+            "/v1/nodes/%ZZ", "/v1/nodes/%FF",
+        ] {
+            #expect(router.respond(to: HTTPRequest(method: "GET", path: path)).status == 400, "\(path)")
+        }
+        #expect(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/q%711/health")).status == 200)
+        #expect(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/caf%C3%A9")).status == 200)
+        let filtered = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes", query: ["type": "%6eormal"]))
+        #expect(String(decoding: filtered.body, as: UTF8.self).contains("qq1"))
+    }
+
     @Test("health: 200 registered, 503 not; HEAD too")
     func health() {
         let (router, registry) = Self.router()
