@@ -1,5 +1,6 @@
 import EPMDProtocol
 import EPMDRegistry
+import Synchronization
 
 /// The HTTP API as a pure function from request to response, over registry snapshots. No C, no
 /// sockets: testable as a value. (Long-poll `?index=&wait=` needs suspend/resume in the daemon and is
@@ -20,6 +21,7 @@ public struct HTTPRouter: Sendable {
     public let build: Build
     /// Readiness (false while starting or draining): `/readyz` answers 503 then.
     public let isReady: @Sendable () -> Bool
+    private let cache = NodeListCache()
 
     public init(registry: NodeRegistry, build: Build, isReady: @escaping @Sendable () -> Bool = { true }) {
         self.registry = registry
@@ -45,13 +47,13 @@ public struct HTTPRouter: Sendable {
             }
         case ["version"]:
             return self.only(["GET", "HEAD"], request) {
-                Self.json(
-                    200,
-                    JSON.object([
-                        ("version", JSON.string(self.build.version)),
-                        ("libmicrohttpd", JSON.string(self.build.libmicrohttpd)),
-                    ])
-                )
+                var json = JSONWriter()
+                json.raw("{\"version\":")
+                json.string(self.build.version)
+                json.raw(",\"libmicrohttpd\":")
+                json.string(self.build.libmicrohttpd)
+                json.raw("}")
+                return Self.json(200, json)
             }
         case ["openapi.json"]:
             return self.only(["GET", "HEAD"], request) {
@@ -83,6 +85,21 @@ public struct HTTPRouter: Sendable {
     // MARK: - Endpoints
 
     private func nodes(_ request: HTTPRequest) -> HTTPResponse {
+        if request.query["type"] == nil {
+            // The common case, answered without copying the table: the body of this generation.
+            let generation = self.registry.generation
+            if let cached = self.cache.body(for: generation) {
+                let etag = "\"\(generation)\""
+                if request.header("if-none-match") == etag {
+                    return HTTPResponse(status: 304, headers: [("ETag", etag)])
+                }
+                return HTTPResponse(
+                    status: 200,
+                    headers: [("Content-Type", "application/json"), ("ETag", etag)],
+                    body: cached
+                )
+            }
+        }
         let (generation, all) = self.registry.versionedSnapshot()
         let etag = "\"\(generation)\""
         var selected = all
@@ -104,11 +121,17 @@ public struct HTTPRouter: Sendable {
             return HTTPResponse(status: 304, headers: [("ETag", etag)])
         }
         selected.sort { $0.name.lexicographicallyPrecedes($1.name) }
-        let body = JSON.object([
-            ("generation", String(generation)),
-            ("nodes", "[" + selected.map(JSON.node).joined(separator: ",") + "]"),
-        ])
-        var response = Self.json(200, body)
+        var json = JSONWriter(capacity: 64 + selected.count * 256)
+        json.raw("{\"generation\":")
+        json.number(generation)
+        json.raw(",\"nodes\":[")
+        for (index, node) in selected.enumerated() {
+            if index > 0 { json.raw(",") }
+            json.node(node)
+        }
+        json.raw("]}")
+        var response = Self.json(200, json)
+        if request.query["type"] == nil { self.cache.store(response.body, for: generation) }
         response.headers.append(("ETag", etag))
         return response
     }
@@ -118,24 +141,25 @@ public struct HTTPRouter: Sendable {
         guard let node = self.registry.lookup(Array(name.utf8)) else {
             return Self.problem(404, "Not Found", "No node named \(name) is registered.")
         }
-        return Self.json(200, JSON.node(node))
+        var json = JSONWriter()
+        json.node(node)
+        return Self.json(200, json)
     }
 
     /// The load-balancer contract: 200 while the node is registered, 503 when it is not.
     private func health(named name: String) -> HTTPResponse {
         if let invalid = Self.invalidName(name) { return invalid }
+        var json = JSONWriter()
+        json.raw("{\"name\":")
+        json.string(name)
         guard let node = self.registry.lookup(Array(name.utf8)) else {
-            return Self.json(
-                503,
-                JSON.object([("name", JSON.string(name)), ("status", JSON.string("unregistered"))])
-            )
+            json.raw(",\"status\":\"unregistered\"}")
+            return Self.json(503, json)
         }
-        return Self.json(
-            200,
-            JSON.object([
-                ("name", JSON.string(name)), ("status", JSON.string("registered")), ("port", String(node.port)),
-            ])
-        )
+        json.raw(",\"status\":\"registered\",\"port\":")
+        json.number(node.port)
+        json.raw("}")
+        return Self.json(200, json)
     }
 
     // MARK: - Helpers
@@ -163,22 +187,37 @@ public struct HTTPRouter: Sendable {
         HTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8))
     }
 
-    static func json(_ status: Int, _ text: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array((text + "\n").utf8))
+    static func json(_ status: Int, _ json: JSONWriter) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: json.bytes + [10])
     }
 
     /// RFC 9457 problem details.
     static func problem(_ status: Int, _ title: String, _ detail: String) -> HTTPResponse {
-        let body = JSON.object([
-            ("type", JSON.string("about:blank")),
-            ("title", JSON.string(title)),
-            ("status", String(status)),
-            ("detail", JSON.string(detail)),
-        ])
+        var json = JSONWriter()
+        json.raw("{\"type\":\"about:blank\",\"title\":")
+        json.string(title)
+        json.raw(",\"status\":")
+        json.number(status)
+        json.raw(",\"detail\":")
+        json.string(detail)
+        json.raw("}")
         return HTTPResponse(
             status: status,
             headers: [("Content-Type", "application/problem+json")],
-            body: Array((body + "\n").utf8)
+            body: json.bytes + [10]
         )
+    }
+}
+
+/// The body of the unfiltered `/v1/nodes`, rendered once per registry generation.
+final class NodeListCache: Sendable {
+    private let entry = Mutex<(generation: UInt64, body: [UInt8])?>(nil)
+
+    func body(for generation: UInt64) -> [UInt8]? {
+        self.entry.withLock { $0?.generation == generation ? $0?.body : nil }
+    }
+
+    func store(_ body: [UInt8], for generation: UInt64) {
+        self.entry.withLock { $0 = (generation, body) }
     }
 }

@@ -7,90 +7,122 @@ import Glibc
 import Musl
 #endif
 
-/// The JSON text of the API, written by hand: small, byte-stable (keys in a fixed order), and free
-/// of Foundation on the request path.
-enum JSON {
-    /// A JSON string literal, escaped per RFC 8259.
-    static func string(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case let control where control.value < 0x20:
-                let hex = String(control.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                result.unicodeScalars.append(scalar)
+/// The JSON of the API, written straight into bytes: keys in a fixed order, strings escaped per
+/// RFC 8259, no Foundation and no intermediate `String`s on the request path.
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int = 256) { self.bytes.reserveCapacity(capacity) }
+
+    /// Appends text that is already JSON (punctuation, keys written as `"key":`).
+    mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends a JSON string from UTF-8 bytes, escaping `"`, `\` and control characters.
+    mutating func string(_ utf8: some Collection<UInt8>) {
+        self.bytes.append(UInt8(ascii: "\""))
+        for byte in utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case UInt8(ascii: "\n"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case UInt8(ascii: "\r"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case UInt8(ascii: "\t"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                self.bytes += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            default: self.bytes.append(byte)
             }
         }
-        return result + "\""
+        self.bytes.append(UInt8(ascii: "\""))
     }
 
-    /// `{"a":1,"b":"x"}` from already-encoded values, in the given order.
-    static func object(_ fields: [(String, String)]) -> String {
-        "{" + fields.map { "\(self.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    mutating func string(_ text: String) { self.string(text.utf8) }
+
+    mutating func number(_ value: some BinaryInteger) {
+        self.bytes.appendDecimal(Int(value))
     }
 
-    /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-23T07:48:29.123Z`.
-    static func timestamp(_ secondsSince1970: Double) -> String {
+    /// RFC 3339 UTC time with milliseconds, e.g. `"2026-11-23T07:48:29.123Z"`.
+    mutating func timestamp(_ secondsSince1970: Double) {
         var seconds = time_t(secondsSince1970.rounded(.down))
         let milliseconds = Int((secondsSince1970 - Double(seconds)) * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                self.bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))"
-            + "T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))"
-            + ".\(pad(Int32(milliseconds), 3))Z"
+        self.bytes.append(UInt8(ascii: "\""))
+        digits(Int(parts.tm_year) + 1900, 4)
+        self.bytes.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2)
+        self.bytes.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2)
+        self.bytes.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2)
+        self.bytes.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2)
+        self.bytes.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2)
+        self.bytes.append(UInt8(ascii: "."))
+        digits(milliseconds, 3)
+        self.bytes += [UInt8(ascii: "Z"), UInt8(ascii: "\"")]
     }
 
-    /// Standard base64 of opaque bytes.
-    static func base64(_ bytes: [UInt8]) -> String {
+    /// Standard base64 of opaque bytes, as a JSON string.
+    mutating func base64(_ input: [UInt8]) {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var output: [UInt8] = []
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
+        self.bytes.append(UInt8(ascii: "\""))
         var index = 0
-        while index < bytes.count {
-            let chunk = bytes[index..<min(index + 3, bytes.count)]
-            let b0 = chunk[chunk.startIndex]
-            let b1 = chunk.count > 1 ? chunk[chunk.startIndex + 1] : 0
-            let b2 = chunk.count > 2 ? chunk[chunk.startIndex + 2] : 0
-            output.append(alphabet[Int(b0 >> 2)])
-            output.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
-            output.append(chunk.count > 1 ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            output.append(chunk.count > 2 ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
+        while index < input.count {
+            let b0 = input[index]
+            let b1 = index + 1 < input.count ? input[index + 1] : 0
+            let b2 = index + 2 < input.count ? input[index + 2] : 0
+            self.bytes.append(alphabet[Int(b0 >> 2)])
+            self.bytes.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
+            self.bytes.append(index + 1 < input.count ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            self.bytes.append(index + 2 < input.count ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
             index += 3
         }
-        return String(decoding: output, as: UTF8.self)
+        self.bytes.append(UInt8(ascii: "\""))
     }
 
     /// The `Node` object of the API.
-    static func node(_ node: RegisteredNode) -> String {
+    mutating func node(_ node: RegisteredNode) {
         let request = node.request
-        let type: String
+        self.raw("{\"name\":")
+        self.string(node.name)
+        self.raw(",\"port\":")
+        self.number(request.port)
         switch request.nodeType {
-        case 77: type = "normal"
-        case 72: type = "hidden"
-        default: type = "other"
+        case 77: self.raw(",\"type\":\"normal\"")
+        case 72: self.raw(",\"type\":\"hidden\"")
+        default: self.raw(",\"type\":\"other\"")
         }
-        return self.object([
-            ("name", self.string(String(decoding: node.name, as: UTF8.self))),
-            ("port", String(request.port)),
-            ("type", self.string(type)),
-            ("typeCode", String(request.nodeType)),
-            ("protocol", String(request.nodeProtocol)),
-            ("highestVersion", String(request.highestVersion)),
-            ("lowestVersion", String(request.lowestVersion)),
-            ("extra", self.string(self.base64(request.extra))),
-            ("creation", String(RegisteredNode.wireCreation(node.creation, extended: request.wantsExtendedReply))),
-            ("registeredAt", self.string(self.timestamp(node.registeredAt))),
-            ("peer", self.string(node.peer)),
-        ])
+        self.raw(",\"typeCode\":")
+        self.number(request.nodeType)
+        self.raw(",\"protocol\":")
+        self.number(request.nodeProtocol)
+        self.raw(",\"highestVersion\":")
+        self.number(request.highestVersion)
+        self.raw(",\"lowestVersion\":")
+        self.number(request.lowestVersion)
+        self.raw(",\"extra\":")
+        self.base64(request.extra)
+        self.raw(",\"creation\":")
+        self.number(RegisteredNode.wireCreation(node.creation, extended: request.wantsExtendedReply))
+        self.raw(",\"registeredAt\":")
+        self.timestamp(node.registeredAt)
+        self.raw(",\"peer\":")
+        self.string(node.peer)
+        self.raw("}")
     }
 }

@@ -50,6 +50,13 @@ import Testing
         #expect(self.body(hidden).contains("alpha") && !self.body(hidden).contains("zed"))
         let bad = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes", query: ["type": "weird"]))
         #expect(bad.status == 400)
+        // The body is cached per generation: the same bytes again, and a new generation after a change.
+        let again = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes"))
+        #expect(again == response)
+        Self.register(registry, "mid", port: 3, id: 3)
+        let changed = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes"))
+        #expect(changed.header("ETag") == "\"3\"")
+        #expect(self.body(changed).contains("\"name\":\"mid\""))
     }
 
     @Test("GET /v1/nodes/{name}: 200 with the node, 404 when absent, 400 for invalid names")
