@@ -60,10 +60,4 @@ static inline uint16_t cmhd_bound_port(struct MHD_Daemon *daemon) {
     return info != NULL ? info->port : 0;
 }
 
-/// MHD_get_connection_info (variadic): the client's address (NULL if unknown).
-static inline const struct sockaddr *cmhd_client_address(struct MHD_Connection *connection) {
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    return info != NULL ? info->client_addr : NULL;
-}
-
 #endif

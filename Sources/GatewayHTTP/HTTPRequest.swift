@@ -6,23 +6,19 @@ public struct HTTPRequest: Equatable, Sendable {
     public var path: String
     /// Query arguments (the last value wins for repeated keys).
     public var query: [String: String]
-    /// Header values by lower-cased name.
+    /// Header values by lower-cased name (the daemon copies only the ones the router reads).
     public var headers: [String: String]
-    /// The client's address, printable (`127.0.0.1`, `::1`).
-    public var peer: String
 
     public init(
         method: String,
         path: String,
         query: [String: String] = [:],
-        headers: [String: String] = [:],
-        peer: String = ""
+        headers: [String: String] = [:]
     ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
-        self.peer = peer
     }
 
     /// A header's value, by case-insensitive name.

@@ -138,12 +138,19 @@ public struct HTTPRouter: Sendable {
 
     private func node(named name: String, _ request: HTTPRequest) -> HTTPResponse {
         if let invalid = Self.invalidName(name) { return invalid }
-        guard let node = self.registry.lookup(Array(name.utf8)) else {
+        let key = Array(name.utf8)
+        let generation = self.registry.generation
+        if let cached = self.cache.node(key, for: generation) {
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: cached)
+        }
+        guard let node = self.registry.lookup(key) else {
             return Self.problem(404, "Not Found", "No node named \(name) is registered.")
         }
         var json = JSONWriter()
         json.node(node)
-        return Self.json(200, json)
+        let response = Self.json(200, json)
+        self.cache.storeNode(key, response.body, for: generation)
+        return response
     }
 
     /// The load-balancer contract: 200 while the node is registered, 503 when it is not.
@@ -209,15 +216,43 @@ public struct HTTPRouter: Sendable {
     }
 }
 
-/// The body of the unfiltered `/v1/nodes`, rendered once per registry generation.
+/// Rendered bodies, valid for one registry generation: the unfiltered `/v1/nodes`, and each node's
+/// JSON. A registration never changes while it lives, so a body is stale only once the generation
+/// moves on; then everything is dropped.
 final class NodeListCache: Sendable {
-    private let entry = Mutex<(generation: UInt64, body: [UInt8])?>(nil)
+    private struct Entries {
+        var generation: UInt64 = .max
+        var list: [UInt8]?
+        var nodes: [[UInt8]: [UInt8]] = [:]
+
+        mutating func roll(to generation: UInt64) {
+            guard self.generation != generation else { return }
+            self = Entries(generation: generation)
+        }
+    }
+
+    private let entries = Mutex(Entries())
 
     func body(for generation: UInt64) -> [UInt8]? {
-        self.entry.withLock { $0?.generation == generation ? $0?.body : nil }
+        self.entries.withLock { $0.generation == generation ? $0.list : nil }
     }
 
     func store(_ body: [UInt8], for generation: UInt64) {
-        self.entry.withLock { $0 = (generation, body) }
+        self.entries.withLock {
+            $0.roll(to: generation)
+            $0.list = body
+        }
+    }
+
+    func node(_ name: [UInt8], for generation: UInt64) -> [UInt8]? {
+        self.entries.withLock { $0.generation == generation ? $0.nodes[name] : nil }
+    }
+
+    func storeNode(_ name: [UInt8], _ body: [UInt8], for generation: UInt64) {
+        self.entries.withLock {
+            $0.roll(to: generation)
+            // Bounded: at most one entry per registered name of this generation.
+            $0.nodes[name] = body
+        }
     }
 }

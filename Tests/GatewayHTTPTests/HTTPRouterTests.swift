@@ -69,6 +69,13 @@ import Testing
         let missing = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/bar"))
         #expect(missing.status == 404)
         #expect(missing.header("Content-Type") == "application/problem+json")
+        // Cached per generation, and never stale: after a re-registration on another port, the new port.
+        #expect(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/foo")) == found)
+        registry.unregister(connection: ConnectionID(1))
+        #expect(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/foo")).status == 404)
+        Self.register(registry, "foo", port: 6666, id: 2)
+        let moved = router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes/foo"))
+        #expect(self.body(moved).contains("\"port\":6666"))
         let long = router.respond(
             to: HTTPRequest(method: "GET", path: "/v1/nodes/" + String(repeating: "a", count: 256))
         )

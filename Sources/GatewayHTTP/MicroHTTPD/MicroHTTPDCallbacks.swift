@@ -30,8 +30,7 @@ enum MicroHTTPDCallbacks {
             method: String(cString: method),
             path: String(cString: url),
             query: Self.values(connection, kind: .GET_ARGUMENT_KIND, lowercased: false),
-            headers: Self.values(connection, kind: .HEADER_KIND, lowercased: true),
-            peer: Self.peer(connection)
+            headers: Self.headers(connection)
         )
         let response = context.handler(request)
         var body = response.body
@@ -49,6 +48,19 @@ enum MicroHTTPDCallbacks {
     /// Nothing to free: requests carry no allocated state.
     static let completed: MHD_RequestCompletedCallback = { _, _, state, _ in
         state?.pointee = nil
+    }
+
+    /// The request headers the router reads, looked up one by one (cheaper than copying them all).
+    static let routedHeaders = ["if-none-match", "last-event-id", "accept"]
+
+    private static func headers(_ connection: OpaquePointer) -> [String: String] {
+        var headers: [String: String] = [:]
+        for name in self.routedHeaders {
+            if let value = MHD_lookup_connection_value(connection, .HEADER_KIND, name) {
+                headers[name] = String(cString: value)
+            }
+        }
+        return headers
     }
 
     /// Collects query arguments or headers into a dictionary.
@@ -70,27 +82,5 @@ enum MicroHTTPDCallbacks {
             _ = MHD_get_connection_values(connection, kind, iterator, Unmanaged.passUnretained(box).toOpaque())
         }
         return box.values
-    }
-
-    private static func peer(_ connection: OpaquePointer) -> String {
-        guard let address = cmhd_client_address(connection) else { return "" }
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        switch Int32(address.pointee.sa_family) {
-        case AF_INET:
-            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
-                var raw = pointer.pointee.sin_addr
-                guard inet_ntop(AF_INET, &raw, &buffer, socklen_t(buffer.count)) != nil else { return "" }
-                return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            }
-        case AF_INET6:
-            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
-                var raw = pointer.pointee.sin6_addr
-                guard inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count)) != nil else { return "" }
-                let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                return text.hasPrefix("::ffff:") ? String(text.dropFirst(7)) : text
-            }
-        default:
-            return ""
-        }
     }
 }
