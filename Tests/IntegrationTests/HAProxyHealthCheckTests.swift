@@ -241,11 +241,7 @@ private final class HAProxyProcess: @unchecked Sendable {
     /// SIGKILL and wait (at most 5 s) for the exit.
     @discardableResult
     func kill() -> Bool {
-        guard self.process.processIdentifier > 0, self.process.isRunning else { return true }
-        Glibc.kill(self.process.processIdentifier, SIGKILL)
-        let deadline = Date().addingTimeInterval(5)
-        while self.process.isRunning && Date() < deadline { usleep(10_000) }
-        return !self.process.isRunning
+        self.process.killAndWait()
     }
 
     deinit {

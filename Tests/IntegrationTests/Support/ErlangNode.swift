@@ -156,11 +156,7 @@ final class ErlangNode: @unchecked Sendable {
     /// descriptors would keep it "running").
     @discardableResult
     func kill() -> Bool {
-        guard self.process.processIdentifier > 0, self.process.isRunning else { return true }
-        Glibc.kill(self.process.processIdentifier, SIGKILL)
-        let deadline = Date().addingTimeInterval(5)
-        while self.process.isRunning && Date() < deadline { usleep(10_000) }
-        return !self.process.isRunning
+        self.process.killAndWait()
     }
 
     deinit {

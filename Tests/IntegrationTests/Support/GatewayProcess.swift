@@ -60,6 +60,16 @@ struct TestFailure: Error, CustomStringConvertible {
 // MARK: - Threads, child processes, polling
 
 extension Process {
+    /// SIGKILL and wait (at most `seconds`) until Foundation sees the exit; returns whether it did.
+    @discardableResult
+    func killAndWait(seconds: TimeInterval = 5) -> Bool {
+        guard self.processIdentifier > 0, self.isRunning else { return true }
+        Glibc.kill(self.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(seconds)
+        while self.isRunning && Date() < deadline { usleep(10_000) }
+        return !self.isRunning
+    }
+
     /// `run()`, called from a new thread whose signal mask is empty: the child starts with no signal
     /// blocked, as from a shell. Every child process of these tests is started this way.
     ///
