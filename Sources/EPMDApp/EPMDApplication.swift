@@ -153,7 +153,12 @@ public enum EPMDApplication {
             threads: options.httpThreads
         )
         do {
-            let http = try MicroHTTPDServer(configuration: configuration) { router.respond(to: $0) }
+            let http = try MicroHTTPDServer(
+                configuration: configuration,
+                longPoll: { router.longPollWait(for: $0) },
+                handler: { router.respond(to: $0) }
+            )
+            registry.addChangeObserver { http.generationChanged($0) }
             logger.log(1, "HTTP front on \(options.httpAddress) port \(http.port)")
             return http
         } catch {

@@ -12,6 +12,18 @@ import Musl
 public final class NodeRegistry: Sendable {
     private let state: Mutex<State>
     private let clock: @Sendable () -> Double
+    private let observers = Mutex<[@Sendable (UInt64) -> Void]>([])
+
+    /// Calls `observer` with the new generation after every change of the live table, outside the
+    /// registry's lock, on the thread that made the change (the epmd loop): it must be quick.
+    public func addChangeObserver(_ observer: @escaping @Sendable (UInt64) -> Void) {
+        self.observers.withLock { $0.append(observer) }
+    }
+
+    private func changed(_ generation: UInt64) {
+        let observers = self.observers.withLock { $0 }
+        for observer in observers { observer(generation) }
+    }
 
     /// - Parameters:
     ///   - historyLimit: unregistered names remembered (1000; 5 under `-d`, as C epmd).
@@ -39,25 +51,34 @@ public final class NodeRegistry: Sendable {
         peer: String
     ) -> Result<RegisteredNode, NodeRegistryError> {
         let now = self.clock()
-        return self.state.withLock { state in
-            Result { () throws(NodeRegistryError) in
+        let (result, generation) = self.state.withLock { state in
+            let result = Result { () throws(NodeRegistryError) in
                 try state.register(request, connection: connection, fd: fd, peer: peer, now: now)
             }
+            return (result, state.generation)
         }
+        if case .success = result { self.changed(generation) }
+        return result
     }
 
     /// Unregisters whatever lives on `connection`.
     @discardableResult
     public func unregister(connection: ConnectionID) -> RegisteredNode? {
         let now = self.clock()
-        return self.state.withLock { $0.unregister(connection: connection, now: now) }
+        let (node, generation) = self.state.withLock {
+            ($0.unregister(connection: connection, now: now), $0.generation)
+        }
+        if node != nil { self.changed(generation) }
+        return node
     }
 
     /// Unregisters a node by name (STOP).
     @discardableResult
     public func unregister(name: [UInt8]) -> RegisteredNode? {
         let now = self.clock()
-        return self.state.withLock { $0.unregister(name: name, now: now) }
+        let (node, generation) = self.state.withLock { ($0.unregister(name: name, now: now), $0.generation) }
+        if node != nil { self.changed(generation) }
+        return node
     }
 
     /// Looks a node up by name.

@@ -3,8 +3,9 @@ import EPMDRegistry
 import Synchronization
 
 /// The HTTP API as a pure function from request to response, over registry snapshots. No C, no
-/// sockets: testable as a value. (Long-poll `?index=&wait=` needs suspend/resume in the daemon and is
-/// not served yet: a request with `index` is answered at once.)
+/// sockets: testable as a value. Long-poll (`GET /v1/nodes?index=N&wait=S`) is split in two: the
+/// router says whether a request should wait (`longPollWait`), the daemon suspends it, and once the
+/// generation passes N (or S seconds pass) the same request is answered by `respond`.
 public struct HTTPRouter: Sendable {
     /// Facts for `/version`.
     public struct Build: Sendable {
@@ -82,9 +83,38 @@ public struct HTTPRouter: Sendable {
         }
     }
 
+    /// The longest a long-poll request waits, whatever it asks.
+    public static let maximumWait = 60
+
+    /// Whether `request` is a long-poll that should wait now: `GET /v1/nodes` with `index` at or past
+    /// the current generation and a `wait` above zero (seconds, optionally with `s` or `m`; capped
+    /// at 60 s). Without `wait`, or when the generation already passed `index`, it is answered at once.
+    /// - Returns: the index and the seconds to wait, or `nil` to answer now.
+    public func longPollWait(for request: HTTPRequest) -> (index: UInt64, seconds: Int)? {
+        guard request.method == "GET", request.path == "/v1/nodes",
+            let index = request.query["index"].flatMap({ UInt64($0) }),
+            let seconds = request.query["wait"].flatMap(Self.parseWait), seconds > 0,
+            index >= self.registry.generation
+        else { return nil }
+        return (index, min(seconds, Self.maximumWait))
+    }
+
+    /// `30`, `30s`, `1m` → seconds; anything else → nil.
+    static func parseWait(_ text: String) -> Int? {
+        if text.hasSuffix("m") { return Int(text.dropLast()).map { $0 * 60 } }
+        if text.hasSuffix("s") { return Int(text.dropLast()) }
+        return Int(text)
+    }
+
     // MARK: - Endpoints
 
     private func nodes(_ request: HTTPRequest) -> HTTPResponse {
+        if let index = request.query["index"], UInt64(index) == nil {
+            return Self.problem(400, "Bad Request", "index must be a generation number (0 or more).")
+        }
+        if let wait = request.query["wait"], Self.parseWait(wait).map({ $0 >= 0 }) != true {
+            return Self.problem(400, "Bad Request", "wait must be seconds: 30, 30s or 1m (at most 60 s are used).")
+        }
         if request.query["type"] == nil {
             // The common case, answered without copying the table: the body of this generation.
             let generation = self.registry.generation

@@ -42,6 +42,8 @@ public enum OpenAPIDocument {
             parameters:
               - $ref: "#/components/parameters/NodeType"
               - $ref: "#/components/parameters/IfNoneMatch"
+              - $ref: "#/components/parameters/Index"
+              - $ref: "#/components/parameters/Wait"
             get:
               tags: [nodes]
               operationId: listNodes
@@ -265,6 +267,27 @@ public enum OpenAPIDocument {
                   description: The headers of `GET /openapi.yaml`.
         components:
           parameters:
+            Index:
+              name: index
+              in: query
+              required: false
+              description: |
+                Long-poll: the `generation` the client already has. With `wait`, a `GET` waits until the
+                registry's generation passes `index` (a node registered or unregistered) or `wait` ends, then
+                answers as usual. An `index` behind the current generation is answered at once.
+              schema:
+                type: string
+                pattern: "^[0-9]+$"
+            Wait:
+              name: wait
+              in: query
+              required: false
+              description: |
+                Long-poll: the longest to wait, in seconds (`30`, `30s`) or minutes (`1m`); at most 60 s are
+                used. `0` or no `wait` answers at once.
+              schema:
+                type: string
+                pattern: "^[0-9]+[sm]?$"
             NodeName:
               name: name
               in: path
@@ -588,6 +611,12 @@ public enum OpenAPIDocument {
                 },
                 {
                   "$ref": "#/components/parameters/IfNoneMatch"
+                },
+                {
+                  "$ref": "#/components/parameters/Index"
+                },
+                {
+                  "$ref": "#/components/parameters/Wait"
                 }
               ],
               "get": {
@@ -959,6 +988,26 @@ public enum OpenAPIDocument {
           },
           "components": {
             "parameters": {
+              "Index": {
+                "name": "index",
+                "in": "query",
+                "required": false,
+                "description": "Long-poll: the `generation` the client already has. With `wait`, a `GET` waits until the\nregistry's generation passes `index` (a node registered or unregistered) or `wait` ends, then\nanswers as usual. An `index` behind the current generation is answered at once.\n",
+                "schema": {
+                  "type": "string",
+                  "pattern": "^[0-9]+$"
+                }
+              },
+              "Wait": {
+                "name": "wait",
+                "in": "query",
+                "required": false,
+                "description": "Long-poll: the longest to wait, in seconds (`30`, `30s`) or minutes (`1m`); at most 60 s are\nused. `0` or no `wait` answers at once.\n",
+                "schema": {
+                  "type": "string",
+                  "pattern": "^[0-9]+[sm]?$"
+                }
+              },
               "NodeName": {
                 "name": "name",
                 "in": "path",

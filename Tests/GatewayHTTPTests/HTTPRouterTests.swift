@@ -99,6 +99,30 @@ import Testing
         #expect(String(decoding: filtered.body, as: UTF8.self).contains("qq1"))
     }
 
+    @Test("long-poll: waits only for GET /v1/nodes with index at or past the generation and a wait; capped")
+    func longPoll() {
+        let (router, registry) = Self.router()
+        let wait = { (query: [String: String]) in
+            router.longPollWait(for: HTTPRequest(method: "GET", path: "/v1/nodes", query: query))
+        }
+        #expect(wait(["index": "0", "wait": "5"])?.seconds == 5)
+        #expect(wait(["index": "0", "wait": "1m"])?.seconds == 60)
+        #expect(wait(["index": "0", "wait": "600s"])?.seconds == 60)
+        #expect(wait(["index": "0"]) == nil)
+        #expect(wait(["index": "0", "wait": "0"]) == nil)
+        Self.register(registry, "a", port: 1, id: 1)
+        #expect(wait(["index": "0", "wait": "5"]) == nil)
+        #expect(wait(["index": "1", "wait": "5"])?.index == 1)
+        #expect(
+            router.longPollWait(
+                for: HTTPRequest(method: "HEAD", path: "/v1/nodes", query: ["index": "1", "wait": "5"])
+            ) == nil
+        )
+        for bad in [["index": "-1"], ["index": "x"], ["wait": "soon"], ["wait": "-5"]] {
+            #expect(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes", query: bad)).status == 400)
+        }
+    }
+
     @Test("health: 200 registered, 503 not; HEAD too")
     func health() {
         let (router, registry) = Self.router()

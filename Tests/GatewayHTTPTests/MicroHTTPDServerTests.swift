@@ -65,6 +65,42 @@ import Testing
         }
     }
 
+    @Test(
+        "long-poll: a waiting GET /v1/nodes returns when a node registers, or when its wait ends",
+        .enabled(if: getenv("CI") != nil || Self.curl != nil)
+    )
+    func longPoll() async throws {
+        let registry = NodeRegistry()
+        let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
+        let server = try MicroHTTPDServer(
+            configuration: .init(port: 0),
+            longPoll: { router.longPollWait(for: $0) },
+            handler: { router.respond(to: $0) }
+        )
+        defer { server.stop() }
+        registry.addChangeObserver { server.generationChanged($0) }
+        let base = "http://127.0.0.1:\(server.port)"
+        let clock = ContinuousClock()
+
+        var start = clock.now
+        let timedOut = try Self.curl(["\(base)/v1/nodes?index=0&wait=1"])
+        #expect(timedOut.body.hasPrefix("{\"generation\":0,"))
+        #expect(start.duration(to: clock.now) >= .milliseconds(900))
+
+        start = clock.now
+        async let woken = Task.detached { try Self.curl(["\(base)/v1/nodes?index=0&wait=20"]) }.value
+        try await Task.sleep(for: .milliseconds(300))
+        _ = registry.register(
+            Alive2Request(port: 9, name: Array("late".utf8)),
+            connection: ConnectionID(1),
+            fd: 3,
+            peer: ""
+        )
+        let answer = try await woken
+        #expect(answer.body.contains("\"generation\":1") && answer.body.contains("late"))
+        #expect(start.duration(to: clock.now) < .seconds(10))
+    }
+
     @Test("a port already in use is an error, not a crash")
     func portInUse() throws {
         let router = HTTPRouter(registry: NodeRegistry(), build: .init(version: "test", libmicrohttpd: "0.9.75"))

@@ -75,6 +75,27 @@ struct HTTPFrontTests {
     }
 
     @Test(
+        "long-poll on the real binary: GET /v1/nodes?index=0&wait=20 returns as soon as a node registers",
+        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("curl"))
+    )
+    func longPoll() async throws {
+        let httpPort = try FreePort.next()
+        let gateway = try await GatewayProcess.start(arguments: ["--http-port", String(httpPort)])
+        defer { gateway.stop() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        async let answer = Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=0&wait=20"])
+        try await Task.sleep(for: .milliseconds(500))
+        let (fd, reply) = try await WireClient.register(port: gateway.port, name: "polled", nodePort: 11)
+        defer { close(fd) }
+        #expect(reply.prefix(2) == [0x76, 0])
+        let result = try await answer
+        #expect(result.status == 200)
+        #expect(result.body.contains("\"generation\":1") && result.body.contains("\"name\":\"polled\""))
+        #expect(start.duration(to: clock.now) < .seconds(10))
+    }
+
+    @Test(
         "readiness turns 503 during the shutdown grace while the epmd port still answers; exit 0",
         .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("curl"))
     )

@@ -11,6 +11,8 @@ import Musl
 enum MicroHTTPDCallbacks {
     /// Marks "headers seen" in `*con_cls` without allocating: requests carry no state of their own.
     private static let seenMarker = 1
+    /// Marks a long-poll that was suspended once: when resumed it is answered, never suspended again.
+    private static let waitedMarker = 2
 
     /// libmicrohttpd calls this after the headers, for each body chunk, and once more at the end.
     static let access: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadSize, state in
@@ -32,6 +34,12 @@ enum MicroHTTPDCallbacks {
             query: Self.values(connection, kind: .GET_ARGUMENT_KIND, lowercased: false),
             headers: Self.headers(connection)
         )
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker), let wait = context.longPoll(request) {
+            state.pointee = UnsafeMutableRawPointer(bitPattern: Self.waitedMarker)
+            MHD_suspend_connection(connection)
+            context.waiters.add(connection: connection, index: wait.index, seconds: wait.seconds)
+            return .YES
+        }
         let response = context.handler(request)
         var body = response.body
         let created = body.withUnsafeMutableBytes { raw in

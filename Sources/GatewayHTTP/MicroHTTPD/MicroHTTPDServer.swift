@@ -60,9 +60,11 @@ public final class MicroHTTPDServer: Sendable {
     /// - Throws: `MicroHTTPDError` if the address does not parse or the daemon cannot start (port in use).
     public init(
         configuration: Configuration,
+        longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(MicroHTTPDError) {
         self.handler = handler
+        let waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1))
         var storage = sockaddr_storage()
         guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
             throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
@@ -71,7 +73,7 @@ public final class MicroHTTPDServer: Sendable {
         var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
-        let context = Unmanaged.passRetained(CallbackContext(handler: handler))
+        let context = Unmanaged.passRetained(CallbackContext(handler: handler, longPoll: longPoll, waiters: waiters))
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 cmhd_start(
@@ -89,6 +91,7 @@ public final class MicroHTTPDServer: Sendable {
             }
         }
         guard let started else {
+            waiters.stop()
             context.release()
             let reason = String(cString: strerror(errno))
             throw MicroHTTPDError(
@@ -99,9 +102,16 @@ public final class MicroHTTPDServer: Sendable {
         self.daemon.withLock { $0 = address }
         self.port = cmhd_bound_port(started)
         self.context = context
+        self.waiters = waiters
     }
 
     private let context: Unmanaged<CallbackContext>
+    private let waiters: LongPollWaiters
+
+    /// Tells waiting long-poll requests that the registry reached `generation`; safe from any thread.
+    public func generationChanged(_ generation: UInt64) {
+        self.waiters.generationChanged(generation)
+    }
 
     /// The linked libmicrohttpd's version, e.g. `0.9.75`.
     public static var libraryVersion: String {
@@ -116,6 +126,10 @@ public final class MicroHTTPDServer: Sendable {
             return value
         }
         guard let daemon = OpaquePointer(bitPattern: address) else { return }
+        // Suspended connections must be resumed before the daemon stops (libmicrohttpd's rule);
+        // give its threads a moment to take them back.
+        self.waiters.stop()
+        usleep(50_000)
         MHD_stop_daemon(daemon)
         self.context.release()
     }
@@ -152,8 +166,16 @@ public final class MicroHTTPDServer: Sendable {
 /// What the C callbacks get as their context pointer.
 final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
+    let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
+    let waiters: LongPollWaiters
 
-    init(handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
+    init(
+        handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
+        longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
+        waiters: LongPollWaiters
+    ) {
         self.handler = handler
+        self.longPoll = longPoll
+        self.waiters = waiters
     }
 }
