@@ -277,7 +277,7 @@ public enum OpenAPIDocument {
                 answers as usual. An `index` behind the current generation is answered at once.
               schema:
                 type: string
-                pattern: "^[0-9]+$"
+                pattern: "^[0-9]{1,19}$"
             Wait:
               name: wait
               in: query
@@ -287,7 +287,7 @@ public enum OpenAPIDocument {
                 used. `0` or no `wait` answers at once.
               schema:
                 type: string
-                pattern: "^[0-9]+[sm]?$"
+                pattern: "^[0-9]{1,9}[sm]?$"
             NodeName:
               name: name
               in: path
@@ -995,7 +995,7 @@ public enum OpenAPIDocument {
                 "description": "Long-poll: the `generation` the client already has. With `wait`, a `GET` waits until the\nregistry's generation passes `index` (a node registered or unregistered) or `wait` ends, then\nanswers as usual. An `index` behind the current generation is answered at once.\n",
                 "schema": {
                   "type": "string",
-                  "pattern": "^[0-9]+$"
+                  "pattern": "^[0-9]{1,19}$"
                 }
               },
               "Wait": {
@@ -1005,7 +1005,7 @@ public enum OpenAPIDocument {
                 "description": "Long-poll: the longest to wait, in seconds (`30`, `30s`) or minutes (`1m`); at most 60 s are\nused. `0` or no `wait` answers at once.\n",
                 "schema": {
                   "type": "string",
-                  "pattern": "^[0-9]+[sm]?$"
+                  "pattern": "^[0-9]{1,9}[sm]?$"
                 }
               },
               "NodeName": {
