@@ -10,7 +10,7 @@ public enum OpenAPIDocument {
           description: |
             The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the
             same name table the epmd port serves: nodes register over the epmd protocol and are listed
-            here. Every operation is read-only and answers at once.
+            here. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`).
 
             Conventions:
 
@@ -578,7 +578,7 @@ public enum OpenAPIDocument {
           "info": {
             "title": "epmd-gateway HTTP API",
             "version": "1",
-            "description": "The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the\nsame name table the epmd port serves: nodes register over the epmd protocol and are listed\nhere. Every operation is read-only and answers at once.\n\nConventions:\n\n* JSON bodies are `application/json`, one object followed by a newline; object keys come in a\n  fixed order.\n* Errors are RFC 9457 problem details (`application/problem+json`, schema `Problem`, with\n  `type` always `about:blank`).\n* Every path answers `GET` and `HEAD`. Any other method gets `405 Method Not Allowed` with an\n  `Allow` header (`GET, HEAD`) and a problem body: see `components.responses.MethodNotAllowed`.\n* A path not listed here gets `404 Not Found` with a problem body.\n* `HEAD` answers with the status and headers `GET` would give (including `Content-Length`),\n  and no body.\n* Malformed HTTP (bad request line, oversized URL or headers) is answered by libmicrohttpd\n  itself, before the router, and is not described here.\n",
+            "description": "The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the\nsame name table the epmd port serves: nodes register over the epmd protocol and are listed\nhere. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`).\n\nConventions:\n\n* JSON bodies are `application/json`, one object followed by a newline; object keys come in a\n  fixed order.\n* Errors are RFC 9457 problem details (`application/problem+json`, schema `Problem`, with\n  `type` always `about:blank`).\n* Every path answers `GET` and `HEAD`. Any other method gets `405 Method Not Allowed` with an\n  `Allow` header (`GET, HEAD`) and a problem body: see `components.responses.MethodNotAllowed`.\n* A path not listed here gets `404 Not Found` with a problem body.\n* `HEAD` answers with the status and headers `GET` would give (including `Content-Length`),\n  and no body.\n* Malformed HTTP (bad request line, oversized URL or headers) is answered by libmicrohttpd\n  itself, before the router, and is not described here.\n",
             "license": {
               "name": "Apache-2.0"
             }
