@@ -196,32 +196,18 @@ private struct EventLoop {
         self.delayWrite = UInt64(max(server.configuration.delayWrite, 0)) * 1_000_000_000
         self.prefix = EPMDResponse.portPrefix(server.configuration.port)
         for (index, fd) in server.listeners.enumerated() {
-            try System.epollControl(
-                self.epfd,
-                EPOLL_CTL_ADD,
-                fd,
-                events: UInt32(EPOLLIN.rawValue),
-                data: Self.data(.listener, fd: Int32(index))
-            )
+            try self.watchForInput(fd, data: Self.data(.listener, fd: Int32(index)))
         }
-        try System.epollControl(
-            self.epfd,
-            EPOLL_CTL_ADD,
-            server.wakeDescriptor,
-            events: UInt32(EPOLLIN.rawValue),
-            data: Self.data(.wake, fd: 0)
-        )
+        try self.watchForInput(server.wakeDescriptor, data: Self.data(.wake, fd: 0))
         if server.configuration.handleSignals {
             self.signalFD = try System.signalFD([SIGTERM, SIGINT])
-            try System.epollControl(
-                self.epfd,
-                EPOLL_CTL_ADD,
-                self.signalFD,
-                events: UInt32(EPOLLIN.rawValue),
-                data: Self.data(.signal, fd: 0)
-            )
+            try self.watchForInput(self.signalFD, data: Self.data(.signal, fd: 0))
         }
         self.reserveFD = System.openReserve() ?? -1
+    }
+
+    private func watchForInput(_ fd: Int32, data: UInt64) throws(SystemError) {
+        try System.epollControl(self.epfd, EPOLL_CTL_ADD, fd, events: UInt32(EPOLLIN.rawValue), data: data)
     }
 
     private static func data(_ tag: Tag, fd: Int32, serial: UInt32 = 0) -> UInt64 {

@@ -58,19 +58,11 @@ public struct HTTPRouter: Sendable {
             }
         case ["openapi.json"]:
             return self.only(["GET", "HEAD"], request) {
-                HTTPResponse(
-                    status: 200,
-                    headers: [("Content-Type", "application/json")],
-                    body: Array((OpenAPIDocument.json + "\n").utf8)
-                )
+                HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Self.openAPIJSON)
             }
         case ["openapi.yaml"]:
             return self.only(["GET", "HEAD"], request) {
-                HTTPResponse(
-                    status: 200,
-                    headers: [("Content-Type", "application/yaml")],
-                    body: Array((OpenAPIDocument.yaml + "\n").utf8)
-                )
+                HTTPResponse(status: 200, headers: [("Content-Type", "application/yaml")], body: Self.openAPIYAML)
             }
         case ["v1", "nodes"]:
             return self.only(["GET", "HEAD"], request) { self.nodes(request) }
@@ -82,6 +74,10 @@ public struct HTTPRouter: Sendable {
             return Self.problem(404, "Not Found", "No resource at \(request.path).")
         }
     }
+
+    /// The contract's bytes, converted once rather than on every request.
+    static let openAPIJSON = Array((OpenAPIDocument.json + "\n").utf8)
+    static let openAPIYAML = Array((OpenAPIDocument.yaml + "\n").utf8)
 
     /// The longest a long-poll request waits, whatever it asks.
     public static let maximumWait = 60
