@@ -158,7 +158,7 @@ public enum EPMDApplication {
                 longPoll: { router.longPollWait(for: $0) },
                 handler: { router.respond(to: $0) }
             )
-            registry.addChangeObserver { http.generationChanged($0) }
+            registry.addChangeObserver { http.generationChanged($0.id) }
             logger.log(1, "HTTP front on \(options.httpAddress) port \(http.port)")
             return http
         } catch {

@@ -16,9 +16,51 @@ extension NodeRegistry {
         /// Bumped by every change of the live table.
         public private(set) var generation: UInt64 = 0
         private var namesCache: (generation: UInt64, text: [UInt8])?
+        /// The newest changes, one event per generation.
+        private var events: EventRing
+        /// An unregistration this soon (seconds) after its registration is a flap.
+        public let flapWindow: Double
+        /// Live registrations of normal (77) and hidden (72) nodes; any other type code counts as `other`.
+        public private(set) var typeCounts = NodeTypeCounts()
 
-        public init(historyLimit: Int = EPMDLimits.unregisteredHistory) {
+        /// - Parameters:
+        ///   - historyLimit: unregistered names remembered for their creation numbers.
+        ///   - eventCapacity: registration events kept for watchers and history.
+        ///   - flapWindow: seconds within which an unregistration counts as a flap.
+        public init(
+            historyLimit: Int = EPMDLimits.unregisteredHistory,
+            eventCapacity: Int = NodeRegistry.defaultEventCapacity,
+            flapWindow: Double = NodeRegistry.defaultFlapWindow
+        ) {
             self.historyLimit = historyLimit
+            self.events = EventRing(capacity: eventCapacity)
+            self.flapWindow = flapWindow
+        }
+
+        /// The newest event (the one whose id is `generation`), if any change happened yet.
+        public private(set) var lastEvent: RegistryEvent?
+
+        /// What a watcher that saw everything up to `id` has missed.
+        public func events(after id: UInt64) -> RegistryEventsSince {
+            if id == self.generation { return .events([]) }
+            guard id < self.generation, let oldest = self.events.oldestID, id + 1 >= oldest else {
+                return .reset(generation: self.generation, nodes: Array(self.nodes.values))
+            }
+            return .events(self.events.events(after: id))
+        }
+
+        /// The buffered events with their flap counts.
+        public func history() -> RegistryHistory {
+            let events = self.events.elements
+            var flaps: [[UInt8]: Int] = [:]
+            for event in events where event.isFlap { flaps[event.node.name, default: 0] += 1 }
+            return RegistryHistory(
+                generation: self.generation,
+                events: events,
+                flapsByName: flaps,
+                flapWindow: self.flapWindow,
+                capacity: self.events.capacity
+            )
         }
 
         /// Number of unregistered records remembered.
@@ -68,26 +110,41 @@ extension NodeRegistry {
             )
             self.nodes[request.name] = node
             self.nameByConnection[connection] = request.name
+            self.typeCounts.add(request.nodeType, 1)
             self.generation += 1
+            self.record(
+                RegistryEvent(
+                    id: self.generation,
+                    kind: .registered,
+                    node: node,
+                    time: now,
+                    lifetime: nil,
+                    isFlap: false
+                )
+            )
             return node
         }
 
         /// Unregisters the node living on a connection (EOF, error, stray byte, failed reply write).
         /// - Returns: the removed registration, or `nil` if the connection had none.
         @discardableResult
-        public mutating func unregister(connection: ConnectionID, now: Double) -> RegisteredNode? {
+        public mutating func unregister(
+            connection: ConnectionID,
+            now: Double,
+            reason: UnregisterReason = .closed
+        ) -> RegisteredNode? {
             guard let name = self.nameByConnection[connection] else { return nil }
-            return self.remove(name: name, now: now)
+            return self.remove(name: name, now: now, reason: reason)
         }
 
         /// Unregisters a node by name (STOP_REQ).
         /// - Returns: the removed registration, or `nil` if the name is not registered.
         @discardableResult
         public mutating func unregister(name: [UInt8], now: Double) -> RegisteredNode? {
-            self.remove(name: name, now: now)
+            self.remove(name: name, now: now, reason: .stop)
         }
 
-        private mutating func remove(name: [UInt8], now: Double) -> RegisteredNode? {
+        private mutating func remove(name: [UInt8], now: Double, reason: UnregisterReason) -> RegisteredNode? {
             guard let node = self.nodes.removeValue(forKey: name) else { return nil }
             self.nameByConnection.removeValue(forKey: node.connection)
             self.nextTicket += 1
@@ -101,7 +158,19 @@ extension NodeRegistry {
             self.unregistered[name] = (entry, self.nextTicket)
             self.unregisteredOrder.append((name, self.nextTicket))
             self.compactUnregisteredOrderIfNeeded()
+            self.typeCounts.add(node.request.nodeType, -1)
             self.generation += 1
+            let lifetime = max(0, now - node.registeredAt)
+            self.record(
+                RegistryEvent(
+                    id: self.generation,
+                    kind: .unregistered(reason),
+                    node: node,
+                    time: now,
+                    lifetime: lifetime,
+                    isFlap: lifetime < self.flapWindow
+                )
+            )
             return node
         }
 
@@ -145,6 +214,11 @@ extension NodeRegistry {
             return text
         }
 
+        private mutating func record(_ event: RegistryEvent) {
+            self.events.append(event)
+            self.lastEvent = event
+        }
+
         /// `cr_counter += 1`, and values below 4 (after wrap-around) become 4.
         static func bump(_ counter: UInt32) -> UInt32 {
             let next = counter &+ 1
@@ -169,6 +243,23 @@ extension NodeRegistry {
                 self.unregistered[item.name]?.ticket == item.ticket
             }
             self.unregisteredOrder = FIFOQueue(live)
+        }
+    }
+}
+
+/// Live registrations by node type.
+public struct NodeTypeCounts: Equatable, Sendable {
+    public var normal = 0
+    public var hidden = 0
+    public var other = 0
+
+    public init() {}
+
+    mutating func add(_ type: UInt8, _ delta: Int) {
+        switch type {
+        case 77: self.normal += delta
+        case 72: self.hidden += delta
+        default: self.other += delta
         }
     }
 }

@@ -12,27 +12,38 @@ import Musl
 public final class NodeRegistry: Sendable {
     private let state: Mutex<State>
     private let clock: @Sendable () -> Double
-    private let observers = Mutex<[@Sendable (UInt64) -> Void]>([])
+    private let observers = Mutex<[@Sendable (RegistryEvent) -> Void]>([])
 
-    /// Calls `observer` with the new generation after every change of the live table, outside the
-    /// registry's lock, on the thread that made the change (the epmd loop): it must be quick.
-    public func addChangeObserver(_ observer: @escaping @Sendable (UInt64) -> Void) {
+    /// Registration events kept by default (for `/v1/events` resumption and `/v1/events/history`).
+    public static let defaultEventCapacity = 1024
+    /// Seconds by default within which an unregistration counts as a flap.
+    public static let defaultFlapWindow = 10.0
+
+    /// Calls `observer` with the event of every change of the live table (its `id` is the new
+    /// generation), outside the registry's lock, on the thread that made the change (the epmd loop):
+    /// it must be quick.
+    public func addChangeObserver(_ observer: @escaping @Sendable (RegistryEvent) -> Void) {
         self.observers.withLock { $0.append(observer) }
     }
 
-    private func changed(_ generation: UInt64) {
+    private func changed(_ event: RegistryEvent?) {
+        guard let event else { return }
         let observers = self.observers.withLock { $0 }
-        for observer in observers { observer(generation) }
+        for observer in observers { observer(event) }
     }
 
     /// - Parameters:
     ///   - historyLimit: unregistered names remembered (1000; 5 under `-d`, as C epmd).
+    ///   - eventCapacity: registration events kept (the ring behind `/v1/events`).
+    ///   - flapWindow: seconds within which an unregistration counts as a flap.
     ///   - clock: wall-clock seconds since 1970; injected for tests.
     public init(
         historyLimit: Int = EPMDLimits.unregisteredHistory,
+        eventCapacity: Int = NodeRegistry.defaultEventCapacity,
+        flapWindow: Double = NodeRegistry.defaultFlapWindow,
         clock: @escaping @Sendable () -> Double = NodeRegistry.systemClock
     ) {
-        self.state = Mutex(State(historyLimit: historyLimit))
+        self.state = Mutex(State(historyLimit: historyLimit, eventCapacity: eventCapacity, flapWindow: flapWindow))
         self.clock = clock
     }
 
@@ -51,24 +62,24 @@ public final class NodeRegistry: Sendable {
         peer: String
     ) -> Result<RegisteredNode, NodeRegistryError> {
         let now = self.clock()
-        let (result, generation) = self.state.withLock { state in
+        let (result, event) = self.state.withLock { state in
             let result = Result { () throws(NodeRegistryError) in
                 try state.register(request, connection: connection, fd: fd, peer: peer, now: now)
             }
-            return (result, state.generation)
+            return (result, state.lastEvent)
         }
-        if case .success = result { self.changed(generation) }
+        if case .success = result { self.changed(event) }
         return result
     }
 
     /// Unregisters whatever lives on `connection`.
     @discardableResult
-    public func unregister(connection: ConnectionID) -> RegisteredNode? {
+    public func unregister(connection: ConnectionID, reason: UnregisterReason = .closed) -> RegisteredNode? {
         let now = self.clock()
-        let (node, generation) = self.state.withLock {
-            ($0.unregister(connection: connection, now: now), $0.generation)
+        let (node, event) = self.state.withLock {
+            ($0.unregister(connection: connection, now: now, reason: reason), $0.lastEvent)
         }
-        if node != nil { self.changed(generation) }
+        if node != nil { self.changed(event) }
         return node
     }
 
@@ -76,8 +87,8 @@ public final class NodeRegistry: Sendable {
     @discardableResult
     public func unregister(name: [UInt8]) -> RegisteredNode? {
         let now = self.clock()
-        let (node, generation) = self.state.withLock { ($0.unregister(name: name, now: now), $0.generation) }
-        if node != nil { self.changed(generation) }
+        let (node, event) = self.state.withLock { ($0.unregister(name: name, now: now), $0.lastEvent) }
+        if node != nil { self.changed(event) }
         return node
     }
 
@@ -105,6 +116,15 @@ public final class NodeRegistry: Sendable {
 
     /// NAMES lines, cached per generation.
     public func namesText() -> [UInt8] { self.state.withLock { $0.namesText() } }
+
+    /// Live registrations by node type.
+    public var typeCounts: NodeTypeCounts { self.state.withLock { $0.typeCounts } }
+
+    /// What a watcher that saw everything up to `id` has missed (see `State.events(after:)`).
+    public func events(after id: UInt64) -> RegistryEventsSince { self.state.withLock { $0.events(after: id) } }
+
+    /// The buffered events and flap counts.
+    public func history() -> RegistryHistory { self.state.withLock { $0.history() } }
 
     /// DUMP lines.
     public func dumpText() -> [UInt8] { self.state.withLock { $0.dumpText() } }

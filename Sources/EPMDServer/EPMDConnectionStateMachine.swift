@@ -1,4 +1,5 @@
 import EPMDProtocol
+import EPMDRegistry
 
 /// Why a connection was closed. Also the reason labels of the server's counters.
 public enum CloseReason: Hashable, Sendable, CustomStringConvertible {
@@ -35,6 +36,17 @@ public enum CloseReason: Hashable, Sendable, CustomStringConvertible {
         case .timeout: "timed out"
         case .stopped: "stopped by STOP_REQ"
         case .shutdown: "shutdown"
+        }
+    }
+
+    /// What a registration living on the connection ends with.
+    public var unregisterReason: UnregisterReason {
+        switch self {
+        case .strayData: .strayData
+        case .shutdown: .shutdown
+        case .stopped: .stop
+        case .ioError, .malformed, .timeout: .error
+        case .peerClosed, .answered, .notLocal, .stopNotAllowed: .closed
         }
     }
 }

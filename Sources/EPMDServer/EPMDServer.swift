@@ -31,15 +31,22 @@ public final class EPMDServer: Sendable {
     private let wakeFD: Int32
     private let shutdownRequested = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
-    let counters = EPMDServerCounters()
+    let counters: EPMDServerCounters
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
     public let boundPort: UInt16
 
     /// Opens (or adopts) the listening sockets. Nothing is accepted until `run()`.
+    /// - Parameter instruments: receives every count for metrics (called on the loop thread).
     /// - Throws: `ListenerError` or `SystemError`.
-    public init(configuration: EPMDServerConfiguration, registry: NodeRegistry, logger: EPMDLogger) throws {
+    public init(
+        configuration: EPMDServerConfiguration,
+        registry: NodeRegistry,
+        logger: EPMDLogger,
+        instruments: (any EPMDServerInstruments)? = nil
+    ) throws {
         self.configuration = configuration
+        self.counters = EPMDServerCounters(instruments: instruments)
         self.registry = registry
         self.logger = logger
         switch configuration.listeners {
@@ -102,6 +109,8 @@ private final class Connection {
     var watched = false
     /// When the packet timeout closes it (monotonic nanoseconds), while it is in the timed list.
     var deadline: UInt64 = 0
+    /// Monotonic accept time (request latency runs from here).
+    var acceptedAt: UInt64 = 0
     /// Links of the loop's `TimedList`.
     var timedNext: Connection?
     unowned var timedPrevious: Connection?
@@ -312,7 +321,7 @@ private struct EventLoop {
                     return
                 }
                 // ECONNABORTED, EPROTO, EPERM and friends concern one peer only: never fatal.
-                self.server.counters.countReason { $0.rejected["accept_error", default: 0] += 1 }
+                self.server.counters.rejected("accept_error")
                 self.server.logger.log(1, "error in accept: \(error.message)")
                 return
             }
@@ -323,7 +332,7 @@ private struct EventLoop {
     /// the reserve descriptor; then stop polling the listeners until a descriptor frees (or 100 ms).
     private mutating func outOfDescriptors(_ error: SystemError, listenFD: Int32) {
         let reason = error.errno == EMFILE ? "emfile" : error.errno == ENFILE ? "enfile" : "no_memory"
-        self.server.counters.countReason { $0.rejected[reason, default: 0] += 1 }
+        self.server.counters.rejected(reason)
         self.server.logger.log(0, "error in accept: \(error.message) (registrations kept, accepting paused)")
         if self.reserveFD >= 0 {
             System.close(self.reserveFD)
@@ -374,13 +383,15 @@ private struct EventLoop {
             peer: peer,
             machine: machine
         )
-        let deadline = System.monotonicNanoseconds() + self.packetTimeout
+        let acceptedAt = System.monotonicNanoseconds()
+        let deadline = acceptedAt + self.packetTimeout
         let index = Int(fd)
         if index >= self.slots.count {
             self.slots.append(contentsOf: repeatElement(nil, count: max(index + 1 - self.slots.count, 64)))
         }
         self.slots[index] = connection
         connection.deadline = deadline
+        connection.acceptedAt = acceptedAt
         self.timed.append(connection)
         self.openCount += 1
         self.server.counters.connectionOpened(open: self.openCount)
@@ -466,9 +477,11 @@ private struct EventLoop {
 
     private mutating func serve(_ request: EPMDRequest, on connection: Connection) {
         let log = self.server.logger
+        let kind: EPMDRequestKind
+        var result = EPMDRequestResult.ok
         switch request {
         case .alive2(let alive):
-            self.server.counters.count(.alive2)
+            kind = .alive2
             let extended = alive.wantsExtendedReply
             let reply: [UInt8]
             switch self.server.registry.register(
@@ -485,28 +498,31 @@ private struct EventLoop {
                 reply = EPMDResponse.alive2(success: true, creation: creation, extended: extended)
                 log.log(1, "registering '\(Self.printable(alive.name)):\(creation)', port \(alive.port)")
             case .failure(let error):
-                self.server.counters.countReason { $0.registrationFailures[error.reason, default: 0] += 1 }
+                result = .refused
+                self.server.counters.registrationFailed(error.reason)
                 reply = EPMDResponse.alive2(success: false, creation: 0, extended: extended)
                 log.log(0, "ALIVE2_REQ refused for '\(Self.printable(alive.name))': \(error)")
             }
             self.reply(reply, on: connection, keep: true)
         case .portPlease2(let name):
-            self.server.counters.count(.portPlease2)
+            kind = .portPlease2
             if let node = self.server.registry.lookup(name) {
                 self.reply(EPMDResponse.port2Found(node.request), on: connection, keep: false)
             } else {
+                result = .notFound
                 self.reply(EPMDResponse.port2NotFound, on: connection, keep: false)
             }
         case .names:
-            self.server.counters.count(.names)
+            kind = .names
             self.reply(self.prefix + self.server.registry.namesText(), on: connection, keep: false)
         case .dump:
-            self.server.counters.count(.dump)
+            kind = .dump
             self.reply(self.prefix + self.server.registry.dumpText(), on: connection, keep: false)
         case .kill:
-            self.server.counters.count(.kill)
+            kind = .kill
             if !self.server.configuration.relaxedCommandCheck && !self.server.registry.isEmpty {
                 log.log(0, "Disallowed KILL_REQ, live nodes")
+                result = .refused
                 self.reply(EPMDResponse.killRefused, on: connection, keep: false)
             } else {
                 log.log(0, "got KILL_REQ - terminates normal")
@@ -516,7 +532,7 @@ private struct EventLoop {
                 self.exitReason = .killed
             }
         case .stop(let name):
-            self.server.counters.count(.stop)
+            kind = .stop
             if let node = self.server.registry.unregister(name: name) {
                 log.log(1, "epmd connection stopped: '\(Self.printable(name))'")
                 if let fd = self.registeredByID.removeValue(forKey: node.connection),
@@ -527,9 +543,11 @@ private struct EventLoop {
                 }
                 self.reply(EPMDResponse.stopStopped, on: connection, keep: false)
             } else {
+                result = .notFound
                 self.reply(EPMDResponse.stopNotFound, on: connection, keep: false)
             }
         }
+        self.server.counters.served(kind, result, acceptedAt: connection.acceptedAt)
     }
 
     private static func printable(_ name: [UInt8]) -> String { String(decoding: name, as: UTF8.self) }
@@ -602,7 +620,7 @@ private struct EventLoop {
         while let connection = self.timed.head, connection.deadline <= now {
             self.timed.remove(connection)
             self.server.logger.log(1, "closing because timed out on receive (\(connection.id))")
-            self.server.counters.timeouts.add(1, ordering: .relaxed)
+            self.server.counters.timedOut()
             self.close(connection, reason: .timeout)
         }
         while let head = self.delayedWrites.first, head.at <= now {
@@ -622,7 +640,7 @@ private struct EventLoop {
         if connection.registered {
             connection.registered = false
             self.registeredByID.removeValue(forKey: connection.id)
-            if let node = self.server.registry.unregister(connection: connection.id) {
+            if let node = self.server.registry.unregister(connection: connection.id, reason: reason.unregisterReason) {
                 let creation = RegisteredNode.wireCreation(node.creation, extended: node.request.wantsExtendedReply)
                 self.server.logger.log(
                     1,
@@ -632,16 +650,16 @@ private struct EventLoop {
         }
         switch reason {
         case .malformed(let error):
-            self.server.counters.countReason { $0.malformed[error.reason, default: 0] += 1 }
+            self.server.counters.malformed(error.reason)
             self.server.logger.log(0, "closed connection from \(connection.peer): \(reason)")
         case .notLocal(let code):
-            self.server.counters.countReason { $0.malformed["not_local", default: 0] += 1 }
+            self.server.counters.malformed("not_local")
             self.server.logger.log(0, "\(Self.requestName(code)) from non local address")
         case .stopNotAllowed:
-            self.server.counters.countReason { $0.malformed["stop_not_allowed", default: 0] += 1 }
+            self.server.counters.malformed("stop_not_allowed")
             self.server.logger.log(0, "Disallowed STOP_REQ, no relaxed_command_check")
         case .strayData:
-            self.server.counters.countReason { $0.malformed["stray_data", default: 0] += 1 }
+            self.server.counters.malformed("stray_data")
             self.server.logger.log(1, "got more than expected on ALIVE socket (\(connection.id))")
         default:
             break

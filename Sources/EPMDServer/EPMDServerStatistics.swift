@@ -45,12 +45,40 @@ public enum EPMDRequestKind: Int, CaseIterable, Sendable {
     }
 }
 
+/// How a request ended: the `result` label of `epmd_requests_total`.
+public enum EPMDRequestResult: String, CaseIterable, Sendable {
+    /// Answered as asked (a registration made, a port found, NAMES/DUMP written, KILL/STOP done).
+    case ok
+    /// A lookup or STOP for a name that is not registered.
+    case notFound = "not_found"
+    /// Refused: a registration that failed, or KILL with live nodes.
+    case refused
+}
+
+/// Receives what the epmd loop does, for metrics. Called on the loop thread, so every method must be
+/// quick and must never block or throw.
+public protocol EPMDServerInstruments: Sendable {
+    /// A request was answered; `seconds` runs from the accept to the reply handed to the kernel.
+    func requestServed(_ kind: EPMDRequestKind, result: EPMDRequestResult, seconds: Double)
+    /// A connection was accepted.
+    func connectionAccepted()
+    /// An accept failed (`emfile`, `enfile`, `no_memory`, `accept_error`).
+    func connectionRejected(reason: String)
+    /// A connection was closed for bad input (`EPMDProtocolError.reason`, `not_local`, ...).
+    func packetMalformed(reason: String)
+    /// A well-formed registration was refused (`NodeRegistryError.reason`).
+    func registrationFailed(reason: String)
+    /// A connection was closed by the packet timeout.
+    func connectionTimedOut()
+}
+
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
+/// Every count is forwarded to the instruments (metrics) when there are some.
 final class EPMDServerCounters: Sendable {
-    let accepted = Atomic<UInt64>(0)
-    let timeouts = Atomic<UInt64>(0)
+    private let accepted = Atomic<UInt64>(0)
+    private let timeouts = Atomic<UInt64>(0)
     let open = Atomic<Int>(0)
-    let peak = Atomic<Int>(0)
+    private let peak = Atomic<Int>(0)
     private let alive2 = Atomic<UInt64>(0)
     private let portPlease2 = Atomic<UInt64>(0)
     private let names = Atomic<UInt64>(0)
@@ -58,14 +86,18 @@ final class EPMDServerCounters: Sendable {
     private let kill = Atomic<UInt64>(0)
     private let stop = Atomic<UInt64>(0)
     private let reasons = Mutex<Reasons>(Reasons())
+    private let instruments: (any EPMDServerInstruments)?
 
-    struct Reasons {
+    init(instruments: (any EPMDServerInstruments)?) { self.instruments = instruments }
+
+    private struct Reasons {
         var rejected: [String: UInt64] = [:]
         var malformed: [String: UInt64] = [:]
         var registrationFailures: [String: UInt64] = [:]
     }
 
-    func count(_ kind: EPMDRequestKind) {
+    /// Counts a served request; `acceptedAt` is the connection's monotonic accept time.
+    func served(_ kind: EPMDRequestKind, _ result: EPMDRequestResult, acceptedAt: UInt64) {
         switch kind {
         case .alive2: self.alive2.add(1, ordering: .relaxed)
         case .portPlease2: self.portPlease2.add(1, ordering: .relaxed)
@@ -74,16 +106,36 @@ final class EPMDServerCounters: Sendable {
         case .kill: self.kill.add(1, ordering: .relaxed)
         case .stop: self.stop.add(1, ordering: .relaxed)
         }
+        guard let instruments = self.instruments else { return }
+        let elapsed = System.monotonicNanoseconds() &- acceptedAt
+        instruments.requestServed(kind, result: result, seconds: Double(elapsed) / 1e9)
     }
 
     func connectionOpened(open: Int) {
         self.accepted.add(1, ordering: .relaxed)
         self.open.store(open, ordering: .relaxed)
         if open > self.peak.load(ordering: .relaxed) { self.peak.store(open, ordering: .relaxed) }
+        self.instruments?.connectionAccepted()
     }
 
-    func countReason(_ update: (inout Reasons) -> Void) {
-        self.reasons.withLock { update(&$0) }
+    func rejected(_ reason: String) {
+        self.reasons.withLock { $0.rejected[reason, default: 0] += 1 }
+        self.instruments?.connectionRejected(reason: reason)
+    }
+
+    func malformed(_ reason: String) {
+        self.reasons.withLock { $0.malformed[reason, default: 0] += 1 }
+        self.instruments?.packetMalformed(reason: reason)
+    }
+
+    func registrationFailed(_ reason: String) {
+        self.reasons.withLock { $0.registrationFailures[reason, default: 0] += 1 }
+        self.instruments?.registrationFailed(reason: reason)
+    }
+
+    func timedOut() {
+        self.timeouts.add(1, ordering: .relaxed)
+        self.instruments?.connectionTimedOut()
     }
 
     var snapshot: EPMDServerStatistics {

@@ -67,6 +67,9 @@ public struct HTTPResponse: Equatable, Sendable {
     /// Headers in order (libmicrohttpd adds `Date` and `Content-Length`).
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The route template that answered (`/v1/nodes/{name}`, never the raw path): the `route` label
+    /// of the HTTP metrics. Set by the router.
+    public var route = "other"
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status

@@ -22,20 +22,70 @@ public struct HTTPRouter: Sendable {
     public let build: Build
     /// Readiness (false while starting or draining): `/readyz` answers 503 then.
     public let isReady: @Sendable () -> Bool
+    /// The Prometheus exposition (text format 0.0.4) for `/metrics`; `nil` answers 404.
+    public let metrics: (@Sendable () -> [UInt8])?
     private let cache = NodeListCache()
 
-    public init(registry: NodeRegistry, build: Build, isReady: @escaping @Sendable () -> Bool = { true }) {
+    public init(
+        registry: NodeRegistry,
+        build: Build,
+        isReady: @escaping @Sendable () -> Bool = { true },
+        metrics: (@Sendable () -> [UInt8])? = nil
+    ) {
         self.registry = registry
         self.build = build
         self.isReady = isReady
+        self.metrics = metrics
+    }
+
+    /// The route templates, the bounded `route` label of the HTTP metrics.
+    public static let routes = [
+        "/", "/livez", "/readyz", "/version", "/metrics", "/openapi.json", "/openapi.yaml", "/v1/nodes",
+        "/v1/nodes/{name}", "/v1/nodes/{name}/health", "/v1/events", "/v1/events/history", "other",
+    ]
+
+    /// The route template a path belongs to (`other` for unknown paths).
+    public static func route(of segments: [String]?) -> String {
+        guard let segments else { return "other" }
+        switch segments.count {
+        case 0: return "/"
+        case 1:
+            let path = "/" + segments[0]
+            return Self.routes.contains(path) ? path : "other"
+        case 2:
+            let path = "/" + segments[0] + "/" + segments[1]
+            return path == "/v1/nodes" || path == "/v1/events" ? path : "other"
+        case 3:
+            if segments[0] == "v1" && segments[1] == "nodes" { return "/v1/nodes/{name}" }
+            return segments == ["v1", "events", "history"] ? "/v1/events/history" : "other"
+        case 4:
+            return segments[0] == "v1" && segments[1] == "nodes" && segments[3] == "health"
+                ? "/v1/nodes/{name}/health" : "other"
+        default: return "other"
+        }
     }
 
     /// Answers one request.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        guard let segments = request.pathSegments else {
+        let segments = request.pathSegments
+        var response = self.dispatch(request, segments)
+        response.route = Self.route(of: segments)
+        return response
+    }
+
+    private func dispatch(_ request: HTTPRequest, _ segments: [String]?) -> HTTPResponse {
+        guard let segments else {
             return Self.problem(400, "Bad Request", "The path is not valid percent-encoded UTF-8.")
         }
         switch segments {
+        case ["metrics"] where self.metrics != nil:
+            return self.only(["GET", "HEAD"], request) {
+                HTTPResponse(
+                    status: 200,
+                    headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                    body: self.metrics?() ?? []
+                )
+            }
         case ["livez"]:
             return self.only(["GET", "HEAD"], request) { Self.text(200, "ok\n") }
         case ["readyz"]:

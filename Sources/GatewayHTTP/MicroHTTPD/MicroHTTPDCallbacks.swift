@@ -40,6 +40,7 @@ enum MicroHTTPDCallbacks {
             context.waiters.add(connection: connection, index: wait.index, seconds: wait.seconds)
             return .YES
         }
+        let started = context.observer == nil ? 0 : MicroHTTPDServer.monotonicNanoseconds()
         let response = context.handler(request)
         var body = response.body
         let created = body.withUnsafeMutableBytes { raw in
@@ -50,7 +51,12 @@ enum MicroHTTPDCallbacks {
         for header in response.headers {
             _ = MHD_add_response_header(created, header.name, header.value)
         }
-        return MHD_queue_response(connection, UInt32(clamping: response.status), created)
+        let queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
+        if let observer = context.observer {
+            let elapsed = MicroHTTPDServer.monotonicNanoseconds() &- started
+            observer(response.route, response.status, Double(elapsed) / 1e9)
+        }
+        return queued
     }
 
     /// Nothing to free: requests carry no allocated state.

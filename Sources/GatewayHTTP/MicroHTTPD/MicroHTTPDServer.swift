@@ -57,10 +57,13 @@ public final class MicroHTTPDServer: Sendable {
     /// - Parameters:
     ///   - configuration: address, port, threads and limits.
     ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
+    ///   - observer: told the route, status and seconds of every answered request (for metrics);
+    ///     called on libmicrohttpd's threads, so it must be quick.
     /// - Throws: `MicroHTTPDError` if the address does not parse or the daemon cannot start (port in use).
     public init(
         configuration: Configuration,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
+        observer: (@Sendable (_ route: String, _ status: Int, _ seconds: Double) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(MicroHTTPDError) {
         self.handler = handler
@@ -73,7 +76,9 @@ public final class MicroHTTPDServer: Sendable {
         var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
-        let context = Unmanaged.passRetained(CallbackContext(handler: handler, longPoll: longPoll, waiters: waiters))
+        let context = Unmanaged.passRetained(
+            CallbackContext(handler: handler, longPoll: longPoll, observer: observer, waiters: waiters)
+        )
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 cmhd_start(
@@ -136,6 +141,13 @@ public final class MicroHTTPDServer: Sendable {
 
     deinit { self.stop() }
 
+    /// CLOCK_MONOTONIC in nanoseconds.
+    static func monotonicNanoseconds() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
     private static func fill(_ storage: inout sockaddr_storage, address: String, port: UInt16) -> Bool {
         var v6 = in6_addr()
         if inet_pton(AF_INET6, address, &v6) == 1 {
@@ -167,15 +179,18 @@ public final class MicroHTTPDServer: Sendable {
 final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
+    let observer: (@Sendable (String, Int, Double) -> Void)?
     let waiters: LongPollWaiters
 
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
+        observer: (@Sendable (String, Int, Double) -> Void)?,
         waiters: LongPollWaiters
     ) {
         self.handler = handler
         self.longPoll = longPoll
+        self.observer = observer
         self.waiters = waiters
     }
 }
