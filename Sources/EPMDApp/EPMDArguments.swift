@@ -12,6 +12,7 @@ public enum EPMDArguments {
         options.addresses = environment["ERL_EPMD_ADDRESS"]
         options.relaxedCommandCheck = environment["ERL_EPMD_RELAXED_COMMAND_CHECK"] != nil
         if environment["EPMD_GATEWAY_NO_HTTP"] != nil { options.httpEnabled = false }
+        if environment["EPMD_GATEWAY_METRICS_NODE_INFO"] != nil { options.metricsNodeInfo = true }
         for option in self.longOptions.values {
             guard let key = option.environment, let value = environment[key] else { continue }
             guard option.apply(value, &options) else { return .usage }
@@ -63,6 +64,9 @@ public enum EPMDArguments {
             case "--no-http":
                 options.httpEnabled = false
                 index += 1
+            case "--metrics-node-info":
+                options.metricsNodeInfo = true
+                index += 1
             case let argument where argument.hasPrefix("--"):
                 // `--name value` or `--name=value`.
                 let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
@@ -109,6 +113,21 @@ public enum EPMDArguments {
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
+            return true
+        },
+        "--max-watchers": LongOption(environment: "EPMD_GATEWAY_MAX_WATCHERS") { value, options in
+            guard let count = Int(value), (0...100_000).contains(count) else { return false }
+            options.maxWatchers = count
+            return true
+        },
+        "--event-buffer": LongOption(environment: "EPMD_GATEWAY_EVENT_BUFFER") { value, options in
+            guard let count = Int(value), (1...1_000_000).contains(count) else { return false }
+            options.eventBuffer = count
+            return true
+        },
+        "--flap-window": LongOption(environment: "EPMD_GATEWAY_FLAP_WINDOW") { value, options in
+            guard let seconds = Int(value), (0...86_400).contains(seconds) else { return false }
+            options.flapWindow = seconds
             return true
         },
     ]
@@ -210,6 +229,14 @@ public enum EPMDArguments {
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
             --shutdown-grace S  Seconds between SIGTERM and exit while /readyz answers 503
                                 (EPMD_GATEWAY_SHUTDOWN_GRACE; default 0).
+            --max-watchers N    /v1/events streams at once, then 503 + Retry-After
+                                (EPMD_GATEWAY_MAX_WATCHERS; default 256).
+            --event-buffer N    Registration events kept for /v1/events resumption and
+                                /v1/events/history (EPMD_GATEWAY_EVENT_BUFFER; default 1024).
+            --flap-window S     A node that unregisters within S seconds of registering is
+                                flagged as flapping (EPMD_GATEWAY_FLAP_WINDOW; default 10).
+            --metrics-node-info Export epmd_node_info{name,port,type} per registered node
+                                (EPMD_GATEWAY_METRICS_NODE_INFO, any value; default off).
             --help              Print this text on stdout and exit 0.
             --version           Print the version and exit 0.
 

@@ -28,6 +28,15 @@ public struct EPMDOptions: Equatable, Sendable {
     /// `--shutdown-grace` / `EPMD_GATEWAY_SHUTDOWN_GRACE`: seconds between SIGTERM (readiness turns
     /// 503) and the exit, for load balancers to notice.
     public var shutdownGrace = 0
+    /// `--max-watchers` / `EPMD_GATEWAY_MAX_WATCHERS`: `/v1/events` streams at once (then 503).
+    public var maxWatchers = 256
+    /// `--event-buffer` / `EPMD_GATEWAY_EVENT_BUFFER`: registration events kept for resumption and history.
+    public var eventBuffer = 1024
+    /// `--flap-window` / `EPMD_GATEWAY_FLAP_WINDOW`: seconds; a node unregistered sooner after
+    /// registering is flagged as flapping.
+    public var flapWindow = 10
+    /// `--metrics-node-info` / `EPMD_GATEWAY_METRICS_NODE_INFO`: export `epmd_node_info{name,port,type}`.
+    public var metricsNodeInfo = false
 
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370

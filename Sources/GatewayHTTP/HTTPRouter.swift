@@ -86,6 +86,14 @@ public struct HTTPRouter: Sendable {
                     body: self.metrics?() ?? []
                 )
             }
+        case [""]:
+            return self.only(["GET", "HEAD"], request) {
+                HTTPResponse(
+                    status: 200,
+                    headers: [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")],
+                    body: StatusPage.html
+                )
+            }
         case ["livez"]:
             return self.only(["GET", "HEAD"], request) { Self.text(200, "ok\n") }
         case ["readyz"]:
@@ -116,6 +124,11 @@ public struct HTTPRouter: Sendable {
             }
         case ["v1", "nodes"]:
             return self.only(["GET", "HEAD"], request) { self.nodes(request) }
+        case ["v1", "events"]:
+            // The daemon streams `GET` (see `eventStreamStart`); what comes here is answered at once.
+            return self.only(["GET", "HEAD"], request) { self.eventSnapshot(request) }
+        case ["v1", "events", "history"]:
+            return self.only(["GET", "HEAD"], request) { self.history() }
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "nodes":
             return self.only(["GET", "HEAD"], request) { self.node(named: path[2], request) }
         case let path where path.count == 4 && path[0] == "v1" && path[1] == "nodes" && path[3] == "health":

@@ -44,10 +44,11 @@ struct JSONWriter {
         self.bytes.appendDecimal(Int(value))
     }
 
-    /// RFC 3339 UTC time with milliseconds, e.g. `"2026-11-23T07:48:29.123Z"`.
-    mutating func timestamp(_ secondsSince1970: Double) {
+    /// RFC 3339 UTC time with milliseconds (or microseconds), e.g. `"2026-11-23T07:48:29.123Z"`.
+    mutating func timestamp(_ secondsSince1970: Double, microseconds: Bool = false) {
         var seconds = time_t(secondsSince1970.rounded(.down))
-        let milliseconds = Int((secondsSince1970 - Double(seconds)) * 1000)
+        let scale = microseconds ? 1_000_000.0 : 1000.0
+        let fraction = min(Int((secondsSince1970 - Double(seconds)) * scale), Int(scale) - 1)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func digits(_ value: Int, _ width: Int) {
@@ -73,8 +74,20 @@ struct JSONWriter {
         self.bytes.append(UInt8(ascii: ":"))
         digits(Int(parts.tm_sec), 2)
         self.bytes.append(UInt8(ascii: "."))
-        digits(milliseconds, 3)
+        digits(fraction, microseconds ? 6 : 3)
         self.bytes += [UInt8(ascii: "Z"), UInt8(ascii: "\"")]
+    }
+
+    /// A non-negative number of seconds with millisecond precision, e.g. `12.345`.
+    mutating func seconds(_ value: Double) {
+        let milliseconds = value.isFinite ? Int((max(value, 0) * 1000).rounded()) : 0
+        self.bytes.appendDecimal(milliseconds / 1000)
+        self.bytes.append(UInt8(ascii: "."))
+        let rest = milliseconds % 1000
+        self.bytes += [
+            UInt8(ascii: "0") + UInt8(rest / 100), UInt8(ascii: "0") + UInt8(rest / 10 % 10),
+            UInt8(ascii: "0") + UInt8(rest % 10),
+        ]
     }
 
     /// Standard base64 of opaque bytes, as a JSON string.

@@ -10,7 +10,8 @@ public enum OpenAPIDocument {
           description: |
             The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the
             same name table the epmd port serves: nodes register over the epmd protocol and are listed
-            here. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`).
+            here. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`)
+            and the event stream (`GET /v1/events`), which stays open.
 
             Conventions:
 
@@ -37,6 +38,10 @@ public enum OpenAPIDocument {
             description: Liveness and readiness, for orchestrators.
           - name: meta
             description: Build facts and this contract.
+          - name: events
+            description: Registrations and unregistrations as they happen, and the recent history.
+          - name: observability
+            description: Prometheus metrics and the live status page.
         paths:
           /v1/nodes:
             parameters:
@@ -265,8 +270,169 @@ public enum OpenAPIDocument {
               responses:
                 "200":
                   description: The headers of `GET /openapi.yaml`.
+          /v1/events:
+            parameters:
+              - $ref: "#/components/parameters/LastEventID"
+              - $ref: "#/components/parameters/LastEventIDQuery"
+              - $ref: "#/components/parameters/Follow"
+            get:
+              tags: [events]
+              operationId: streamEvents
+              summary: Registration events as Server-Sent Events
+              description: |
+                A `text/event-stream` that stays open. It begins with `retry: 2000`, then:
+
+                * without `Last-Event-ID` (or with an id older than the buffer, or from an earlier run of
+                  the gateway): one `reset` event whose data is the whole `NodeList`;
+                * with a `Last-Event-ID` still in the buffer: the events after it;
+
+                and then one `registered` or `unregistered` event (data: `Event`) per change, as it
+                happens. Every event's `id` is the registry generation it produced, so ids are contiguous
+                and a client that reconnects with the last id it saw misses nothing. An idle stream gets a
+                `: ping` comment every 15 s. Past the watcher cap (`--max-watchers`, default 256) the
+                answer is `503` with `Retry-After`. With `follow=false` the same first frames are sent and
+                the response ends (a snapshot for scripts).
+              responses:
+                "200":
+                  description: The event stream (`event:`, `id:` and `data:` lines; `data` is JSON on one line).
+                  content:
+                    text/event-stream:
+                      schema:
+                        type: string
+                      example: |
+                        retry: 2000
+
+                        event: reset
+                        id: 41
+                        data: {"generation":41,"nodes":[]}
+
+                        event: registered
+                        id: 42
+                        data: {"id":42,"type":"registered","time":"2026-11-23T08:40:31.661335Z","node":{...}}
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "503":
+                  description: Too many watchers; retry after the `Retry-After` seconds.
+                  headers:
+                    Retry-After:
+                      description: Seconds to wait before reconnecting.
+                      required: true
+                      schema:
+                        type: string
+                        pattern: "^[0-9]+$"
+                  content:
+                    application/problem+json:
+                      schema:
+                        $ref: "#/components/schemas/Problem"
+            head:
+              tags: [events]
+              operationId: headEvents
+              summary: The headers of the event stream, no body
+              responses:
+                "200":
+                  description: The headers of `GET /v1/events`.
+                "400":
+                  description: "`follow` is not `true` or `false`."
+          /v1/events/history:
+            get:
+              tags: [events]
+              operationId: getEventHistory
+              summary: The recent registration events
+              description: |
+                The event buffer (the newest `--event-buffer` events, default 1024), oldest first: who
+                registered and unregistered, when, why and after how long. An unregistration within
+                `--flap-window` seconds (default 10) of its registration has `flapping: true`; `flaps`
+                counts those per name within the buffer, most first.
+              responses:
+                "200":
+                  description: The history.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/EventHistory"
+            head:
+              tags: [events]
+              operationId: headEventHistory
+              summary: The headers of GET /v1/events/history, no body
+              responses:
+                "200":
+                  description: The headers of `GET /v1/events/history`.
+          /metrics:
+            get:
+              tags: [observability]
+              operationId: getMetrics
+              summary: Prometheus metrics
+              description: |
+                The Prometheus text exposition format 0.0.4: the registry (`epmd_nodes`,
+                `epmd_registrations_total`, `epmd_unregistrations_total`, `epmd_node_lifetime_seconds`, ...),
+                the epmd port (`epmd_requests_total`, `epmd_request_duration_seconds`, connections,
+                malformed packets), the HTTP front (`http_requests_total`, `http_request_duration_seconds`),
+                build facts and `process_*` metrics. Labels are bounded; per-node series only with
+                `--metrics-node-info`.
+              responses:
+                "200":
+                  description: The metrics.
+                  content:
+                    text/plain; version=0.0.4; charset=utf-8:
+                      schema:
+                        type: string
+            head:
+              tags: [observability]
+              operationId: headMetrics
+              summary: The headers of GET /metrics, no body
+              responses:
+                "200":
+                  description: The headers of `GET /metrics`.
+          /:
+            get:
+              tags: [observability]
+              operationId: getStatusPage
+              summary: The live status page
+              description: |
+                One self-contained HTML page (no external assets) listing the registered nodes with their
+                port, type and age, and the recent events, kept up to date from `/v1/events`.
+              responses:
+                "200":
+                  description: The page.
+                  content:
+                    text/html; charset=utf-8:
+                      schema:
+                        type: string
+            head:
+              tags: [observability]
+              operationId: headStatusPage
+              summary: The headers of GET /, no body
+              responses:
+                "200":
+                  description: The headers of `GET /`.
         components:
           parameters:
+            LastEventID:
+              name: Last-Event-ID
+              in: header
+              required: false
+              description: |
+                The `id` of the last event the client saw (browsers send it when they reconnect). Events
+                after it are sent first; an id the buffer no longer holds, or anything that is not a
+                number, starts with a `reset` event instead.
+              schema:
+                type: string
+              example: "42"
+            LastEventIDQuery:
+              name: lastEventId
+              in: query
+              required: false
+              description: The same as the `Last-Event-ID` header, for clients that cannot set headers (the header wins).
+              schema:
+                type: string
+            Follow:
+              name: follow
+              in: query
+              required: false
+              description: "`true` (the default) keeps the stream open; `false` sends the first frames and ends."
+              schema:
+                type: string
+                enum: ["true", "false"]
             Index:
               name: index
               in: query
@@ -557,6 +723,82 @@ public enum OpenAPIDocument {
                   type: object
                 components:
                   type: object
+            Event:
+              type: object
+              description: |
+                One change of the registry. `reason`, `lifetimeSeconds` and `flapping` are present on
+                `unregistered` events only.
+              required: [id, type, time, node]
+              additionalProperties: false
+              properties:
+                id:
+                  type: integer
+                  format: int64
+                  minimum: 1
+                  description: The registry generation this change produced (the SSE `id`).
+                  example: 42
+                type:
+                  type: string
+                  enum: [registered, unregistered]
+                time:
+                  type: string
+                  format: date-time
+                  description: When it happened, RFC 3339 UTC with microseconds.
+                  example: "2026-11-23T08:40:31.661335Z"
+                reason:
+                  type: string
+                  enum: [closed, error, stray_data, stop, shutdown]
+                  description: |
+                    Why it unregistered: `closed` (the node closed its connection: it stopped or died),
+                    `error` (a read or write on the connection failed), `stray_data` (it sent a byte on its
+                    registration connection), `stop` (an `epmd -stop` request), `shutdown` (the gateway
+                    stopped).
+                lifetimeSeconds:
+                  type: number
+                  minimum: 0
+                  description: How long the registration lived, in seconds (millisecond precision).
+                  example: 3600.25
+                flapping:
+                  type: boolean
+                  description: It unregistered within the flap window (`--flap-window`) of registering.
+                node:
+                  $ref: "#/components/schemas/Node"
+            EventHistory:
+              type: object
+              required: [generation, capacity, flapWindowSeconds, events, flaps]
+              additionalProperties: false
+              properties:
+                generation:
+                  type: integer
+                  format: int64
+                  minimum: 0
+                  description: The current generation (the id of the newest event, if any).
+                capacity:
+                  type: integer
+                  minimum: 1
+                  description: How many events the buffer keeps.
+                flapWindowSeconds:
+                  type: number
+                  minimum: 0
+                  description: An unregistration sooner than this after registering is a flap.
+                events:
+                  type: array
+                  description: Oldest first.
+                  items:
+                    $ref: "#/components/schemas/Event"
+                flaps:
+                  type: array
+                  description: Names with flaps in the buffer, most flaps first, then by name.
+                  items:
+                    type: object
+                    required: [name, count]
+                    additionalProperties: false
+                    properties:
+                      name:
+                        type: string
+                      count:
+                        type: integer
+                        minimum: 1
             Version:
               type: object
               required: [version, libmicrohttpd]
@@ -578,7 +820,7 @@ public enum OpenAPIDocument {
           "info": {
             "title": "epmd-gateway HTTP API",
             "version": "1",
-            "description": "The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the\nsame name table the epmd port serves: nodes register over the epmd protocol and are listed\nhere. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`).\n\nConventions:\n\n* JSON bodies are `application/json`, one object followed by a newline; object keys come in a\n  fixed order.\n* Errors are RFC 9457 problem details (`application/problem+json`, schema `Problem`, with\n  `type` always `about:blank`).\n* Every path answers `GET` and `HEAD`. Any other method gets `405 Method Not Allowed` with an\n  `Allow` header (`GET, HEAD`) and a problem body: see `components.responses.MethodNotAllowed`.\n* A path not listed here gets `404 Not Found` with a problem body.\n* `HEAD` answers with the status and headers `GET` would give (including `Content-Length`),\n  and no body.\n* Malformed HTTP (bad request line, oversized URL or headers) is answered by libmicrohttpd\n  itself, before the router, and is not described here.\n",
+            "description": "The HTTP/JSON front of epmd-gateway, a drop-in replacement for Erlang's epmd. It reads the\nsame name table the epmd port serves: nodes register over the epmd protocol and are listed\nhere. Every operation is read-only and answers at once, except a long-poll (`index` + `wait`)\nand the event stream (`GET /v1/events`), which stays open.\n\nConventions:\n\n* JSON bodies are `application/json`, one object followed by a newline; object keys come in a\n  fixed order.\n* Errors are RFC 9457 problem details (`application/problem+json`, schema `Problem`, with\n  `type` always `about:blank`).\n* Every path answers `GET` and `HEAD`. Any other method gets `405 Method Not Allowed` with an\n  `Allow` header (`GET, HEAD`) and a problem body: see `components.responses.MethodNotAllowed`.\n* A path not listed here gets `404 Not Found` with a problem body.\n* `HEAD` answers with the status and headers `GET` would give (including `Content-Length`),\n  and no body.\n* Malformed HTTP (bad request line, oversized URL or headers) is answered by libmicrohttpd\n  itself, before the router, and is not described here.\n",
             "license": {
               "name": "Apache-2.0"
             }
@@ -601,6 +843,14 @@ public enum OpenAPIDocument {
             {
               "name": "meta",
               "description": "Build facts and this contract."
+            },
+            {
+              "name": "events",
+              "description": "Registrations and unregistrations as they happen, and the recent history."
+            },
+            {
+              "name": "observability",
+              "description": "Prometheus metrics and the live status page."
             }
           ],
           "paths": {
@@ -984,10 +1234,216 @@ public enum OpenAPIDocument {
                   }
                 }
               }
+            },
+            "/v1/events": {
+              "parameters": [
+                {
+                  "$ref": "#/components/parameters/LastEventID"
+                },
+                {
+                  "$ref": "#/components/parameters/LastEventIDQuery"
+                },
+                {
+                  "$ref": "#/components/parameters/Follow"
+                }
+              ],
+              "get": {
+                "tags": [
+                  "events"
+                ],
+                "operationId": "streamEvents",
+                "summary": "Registration events as Server-Sent Events",
+                "description": "A `text/event-stream` that stays open. It begins with `retry: 2000`, then:\n\n* without `Last-Event-ID` (or with an id older than the buffer, or from an earlier run of\n  the gateway): one `reset` event whose data is the whole `NodeList`;\n* with a `Last-Event-ID` still in the buffer: the events after it;\n\nand then one `registered` or `unregistered` event (data: `Event`) per change, as it\nhappens. Every event's `id` is the registry generation it produced, so ids are contiguous\nand a client that reconnects with the last id it saw misses nothing. An idle stream gets a\n`: ping` comment every 15 s. Past the watcher cap (`--max-watchers`, default 256) the\nanswer is `503` with `Retry-After`. With `follow=false` the same first frames are sent and\nthe response ends (a snapshot for scripts).\n",
+                "responses": {
+                  "200": {
+                    "description": "The event stream (`event:`, `id:` and `data:` lines; `data` is JSON on one line).",
+                    "content": {
+                      "text/event-stream": {
+                        "schema": {
+                          "type": "string"
+                        },
+                        "example": "retry: 2000\n\nevent: reset\nid: 41\ndata: {\"generation\":41,\"nodes\":[]}\n\nevent: registered\nid: 42\ndata: {\"id\":42,\"type\":\"registered\",\"time\":\"2026-11-23T08:40:31.661335Z\",\"node\":{...}}\n"
+                      }
+                    }
+                  },
+                  "400": {
+                    "$ref": "#/components/responses/BadRequest"
+                  },
+                  "503": {
+                    "description": "Too many watchers; retry after the `Retry-After` seconds.",
+                    "headers": {
+                      "Retry-After": {
+                        "description": "Seconds to wait before reconnecting.",
+                        "required": true,
+                        "schema": {
+                          "type": "string",
+                          "pattern": "^[0-9]+$"
+                        }
+                      }
+                    },
+                    "content": {
+                      "application/problem+json": {
+                        "schema": {
+                          "$ref": "#/components/schemas/Problem"
+                        }
+                      }
+                    }
+                  }
+                }
+              },
+              "head": {
+                "tags": [
+                  "events"
+                ],
+                "operationId": "headEvents",
+                "summary": "The headers of the event stream, no body",
+                "responses": {
+                  "200": {
+                    "description": "The headers of `GET /v1/events`."
+                  },
+                  "400": {
+                    "description": "`follow` is not `true` or `false`."
+                  }
+                }
+              }
+            },
+            "/v1/events/history": {
+              "get": {
+                "tags": [
+                  "events"
+                ],
+                "operationId": "getEventHistory",
+                "summary": "The recent registration events",
+                "description": "The event buffer (the newest `--event-buffer` events, default 1024), oldest first: who\nregistered and unregistered, when, why and after how long. An unregistration within\n`--flap-window` seconds (default 10) of its registration has `flapping: true`; `flaps`\ncounts those per name within the buffer, most first.\n",
+                "responses": {
+                  "200": {
+                    "description": "The history.",
+                    "content": {
+                      "application/json": {
+                        "schema": {
+                          "$ref": "#/components/schemas/EventHistory"
+                        }
+                      }
+                    }
+                  }
+                }
+              },
+              "head": {
+                "tags": [
+                  "events"
+                ],
+                "operationId": "headEventHistory",
+                "summary": "The headers of GET /v1/events/history, no body",
+                "responses": {
+                  "200": {
+                    "description": "The headers of `GET /v1/events/history`."
+                  }
+                }
+              }
+            },
+            "/metrics": {
+              "get": {
+                "tags": [
+                  "observability"
+                ],
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics",
+                "description": "The Prometheus text exposition format 0.0.4: the registry (`epmd_nodes`,\n`epmd_registrations_total`, `epmd_unregistrations_total`, `epmd_node_lifetime_seconds`, ...),\nthe epmd port (`epmd_requests_total`, `epmd_request_duration_seconds`, connections,\nmalformed packets), the HTTP front (`http_requests_total`, `http_request_duration_seconds`),\nbuild facts and `process_*` metrics. Labels are bounded; per-node series only with\n`--metrics-node-info`.\n",
+                "responses": {
+                  "200": {
+                    "description": "The metrics.",
+                    "content": {
+                      "text/plain; version=0.0.4; charset=utf-8": {
+                        "schema": {
+                          "type": "string"
+                        }
+                      }
+                    }
+                  }
+                }
+              },
+              "head": {
+                "tags": [
+                  "observability"
+                ],
+                "operationId": "headMetrics",
+                "summary": "The headers of GET /metrics, no body",
+                "responses": {
+                  "200": {
+                    "description": "The headers of `GET /metrics`."
+                  }
+                }
+              }
+            },
+            "/": {
+              "get": {
+                "tags": [
+                  "observability"
+                ],
+                "operationId": "getStatusPage",
+                "summary": "The live status page",
+                "description": "One self-contained HTML page (no external assets) listing the registered nodes with their\nport, type and age, and the recent events, kept up to date from `/v1/events`.\n",
+                "responses": {
+                  "200": {
+                    "description": "The page.",
+                    "content": {
+                      "text/html; charset=utf-8": {
+                        "schema": {
+                          "type": "string"
+                        }
+                      }
+                    }
+                  }
+                }
+              },
+              "head": {
+                "tags": [
+                  "observability"
+                ],
+                "operationId": "headStatusPage",
+                "summary": "The headers of GET /, no body",
+                "responses": {
+                  "200": {
+                    "description": "The headers of `GET /`."
+                  }
+                }
+              }
             }
           },
           "components": {
             "parameters": {
+              "LastEventID": {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": false,
+                "description": "The `id` of the last event the client saw (browsers send it when they reconnect). Events\nafter it are sent first; an id the buffer no longer holds, or anything that is not a\nnumber, starts with a `reset` event instead.\n",
+                "schema": {
+                  "type": "string"
+                },
+                "example": "42"
+              },
+              "LastEventIDQuery": {
+                "name": "lastEventId",
+                "in": "query",
+                "required": false,
+                "description": "The same as the `Last-Event-ID` header, for clients that cannot set headers (the header wins).",
+                "schema": {
+                  "type": "string"
+                }
+              },
+              "Follow": {
+                "name": "follow",
+                "in": "query",
+                "required": false,
+                "description": "`true` (the default) keeps the stream open; `false` sends the first frames and ends.",
+                "schema": {
+                  "type": "string",
+                  "enum": [
+                    "true",
+                    "false"
+                  ]
+                }
+              },
               "Index": {
                 "name": "index",
                 "in": "query",
@@ -1373,6 +1829,120 @@ public enum OpenAPIDocument {
                   },
                   "components": {
                     "type": "object"
+                  }
+                }
+              },
+              "Event": {
+                "type": "object",
+                "description": "One change of the registry. `reason`, `lifetimeSeconds` and `flapping` are present on\n`unregistered` events only.\n",
+                "required": [
+                  "id",
+                  "type",
+                  "time",
+                  "node"
+                ],
+                "additionalProperties": false,
+                "properties": {
+                  "id": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 1,
+                    "description": "The registry generation this change produced (the SSE `id`).",
+                    "example": 42
+                  },
+                  "type": {
+                    "type": "string",
+                    "enum": [
+                      "registered",
+                      "unregistered"
+                    ]
+                  },
+                  "time": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When it happened, RFC 3339 UTC with microseconds.",
+                    "example": "2026-11-23T08:40:31.661335Z"
+                  },
+                  "reason": {
+                    "type": "string",
+                    "enum": [
+                      "closed",
+                      "error",
+                      "stray_data",
+                      "stop",
+                      "shutdown"
+                    ],
+                    "description": "Why it unregistered: `closed` (the node closed its connection: it stopped or died),\n`error` (a read or write on the connection failed), `stray_data` (it sent a byte on its\nregistration connection), `stop` (an `epmd -stop` request), `shutdown` (the gateway\nstopped).\n"
+                  },
+                  "lifetimeSeconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "How long the registration lived, in seconds (millisecond precision).",
+                    "example": 3600.25
+                  },
+                  "flapping": {
+                    "type": "boolean",
+                    "description": "It unregistered within the flap window (`--flap-window`) of registering."
+                  },
+                  "node": {
+                    "$ref": "#/components/schemas/Node"
+                  }
+                }
+              },
+              "EventHistory": {
+                "type": "object",
+                "required": [
+                  "generation",
+                  "capacity",
+                  "flapWindowSeconds",
+                  "events",
+                  "flaps"
+                ],
+                "additionalProperties": false,
+                "properties": {
+                  "generation": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 0,
+                    "description": "The current generation (the id of the newest event, if any)."
+                  },
+                  "capacity": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "How many events the buffer keeps."
+                  },
+                  "flapWindowSeconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "An unregistration sooner than this after registering is a flap."
+                  },
+                  "events": {
+                    "type": "array",
+                    "description": "Oldest first.",
+                    "items": {
+                      "$ref": "#/components/schemas/Event"
+                    }
+                  },
+                  "flaps": {
+                    "type": "array",
+                    "description": "Names with flaps in the buffer, most flaps first, then by name.",
+                    "items": {
+                      "type": "object",
+                      "required": [
+                        "name",
+                        "count"
+                      ],
+                      "additionalProperties": false,
+                      "properties": {
+                        "name": {
+                          "type": "string"
+                        },
+                        "count": {
+                          "type": "integer",
+                          "minimum": 1
+                        }
+                      }
+                    }
                   }
                 }
               },

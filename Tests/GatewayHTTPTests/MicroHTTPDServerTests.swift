@@ -78,7 +78,7 @@ import Testing
             handler: { router.respond(to: $0) }
         )
         defer { server.stop() }
-        registry.addChangeObserver { server.generationChanged($0) }
+        registry.addChangeObserver { server.generationChanged($0.id) }
         let base = "http://127.0.0.1:\(server.port)"
         let clock = ContinuousClock()
 

@@ -34,6 +34,9 @@ enum MicroHTTPDCallbacks {
             query: Self.values(connection, kind: .GET_ARGUMENT_KIND, lowercased: false),
             headers: Self.headers(connection)
         )
+        if let source = context.events, let start = source.eventStreamStart(for: request) {
+            return Self.openStream(connection, start: start, source: source, context: context)
+        }
         if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker), let wait = context.longPoll(request) {
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.waitedMarker)
             MHD_suspend_connection(connection)
@@ -41,7 +44,16 @@ enum MicroHTTPDCallbacks {
             return .YES
         }
         let started = context.observer == nil ? 0 : MicroHTTPDServer.monotonicNanoseconds()
-        let response = context.handler(request)
+        return Self.queue(context.handler(request), on: connection, context: context, started: started)
+    }
+
+    /// Copies a response into libmicrohttpd and queues it; tells the observer.
+    private static func queue(
+        _ response: HTTPResponse,
+        on connection: OpaquePointer,
+        context: CallbackContext,
+        started: UInt64
+    ) -> MHD_Result {
         var body = response.body
         let created = body.withUnsafeMutableBytes { raw in
             MHD_create_response_from_buffer(raw.count, raw.baseAddress, .RESPMEM_MUST_COPY)
@@ -53,10 +65,50 @@ enum MicroHTTPDCallbacks {
         }
         let queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
         if let observer = context.observer {
-            let elapsed = MicroHTTPDServer.monotonicNanoseconds() &- started
+            let elapsed = started == 0 ? 0 : MicroHTTPDServer.monotonicNanoseconds() &- started
             observer(response.route, response.status, Double(elapsed) / 1e9)
         }
         return queued
+    }
+
+    /// Starts a `/v1/events` stream, or answers 503 with `Retry-After` when the watcher cap is reached.
+    private static func openStream(
+        _ connection: OpaquePointer,
+        start: EventStreamStart,
+        source: any EventStreamSource,
+        context: CallbackContext
+    ) -> MHD_Result {
+        let route = "/v1/events"
+        guard let watcher = context.streams.open(connection: connection, start: start, source: source) else {
+            var refusal = HTTPRouter.problem(
+                503,
+                "Service Unavailable",
+                "Too many event watchers (at most \(context.streams.capacity)); retry later."
+            )
+            refusal.headers.append(("Retry-After", "5"))
+            refusal.route = route
+            return Self.queue(refusal, on: connection, context: context, started: 0)
+        }
+        let cls = Unmanaged.passRetained(watcher).toOpaque()
+        guard
+            let response = MHD_create_response_from_callback(
+                UInt64.max,
+                16 * 1024,
+                EventStreams.reader,
+                cls,
+                EventStreams.release
+            )
+        else {
+            Unmanaged<EventStreams.Watcher>.fromOpaque(cls).release()
+            context.streams.closed(watcher)
+            return .NO
+        }
+        defer { MHD_destroy_response(response) }
+        _ = MHD_add_response_header(response, "Content-Type", "text/event-stream")
+        _ = MHD_add_response_header(response, "Cache-Control", "no-cache")
+        _ = MHD_add_response_header(response, "X-Accel-Buffering", "no")
+        context.observer?(route, 200, 0)
+        return MHD_queue_response(connection, 200, response)
     }
 
     /// Nothing to free: requests carry no allocated state.

@@ -31,19 +31,27 @@ public final class MicroHTTPDServer: Sendable {
         public var connectionLimit: Int
         /// Seconds an idle connection is kept.
         public var connectionTimeout: Int
+        /// `/v1/events` streams at once; past it, 503 with `Retry-After`.
+        public var maxWatchers: Int
+        /// Seconds between heartbeat comments on an idle event stream (under `connectionTimeout`).
+        public var heartbeatSeconds: Int
 
         public init(
             address: String = "127.0.0.1",
             port: UInt16 = 0,
             threads: Int = 1,
             connectionLimit: Int = 1024,
-            connectionTimeout: Int = 30
+            connectionTimeout: Int = 30,
+            maxWatchers: Int = 256,
+            heartbeatSeconds: Int = 15
         ) {
             self.address = address
             self.port = port
             self.threads = threads
             self.connectionLimit = connectionLimit
             self.connectionTimeout = connectionTimeout
+            self.maxWatchers = maxWatchers
+            self.heartbeatSeconds = heartbeatSeconds
         }
     }
 
@@ -63,11 +71,16 @@ public final class MicroHTTPDServer: Sendable {
     public init(
         configuration: Configuration,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
+        events: (any EventStreamSource)? = nil,
         observer: (@Sendable (_ route: String, _ status: Int, _ seconds: Double) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(MicroHTTPDError) {
         self.handler = handler
         let waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1))
+        let streams = EventStreams(
+            capacity: max(min(configuration.maxWatchers, configuration.connectionLimit - 1), 0),
+            heartbeatSeconds: configuration.heartbeatSeconds
+        )
         var storage = sockaddr_storage()
         guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
             throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
@@ -77,7 +90,14 @@ public final class MicroHTTPDServer: Sendable {
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
         let context = Unmanaged.passRetained(
-            CallbackContext(handler: handler, longPoll: longPoll, observer: observer, waiters: waiters)
+            CallbackContext(
+                handler: handler,
+                longPoll: longPoll,
+                events: events,
+                observer: observer,
+                waiters: waiters,
+                streams: streams
+            )
         )
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
@@ -97,6 +117,7 @@ public final class MicroHTTPDServer: Sendable {
         }
         guard let started else {
             waiters.stop()
+            streams.stop()
             context.release()
             let reason = String(cString: strerror(errno))
             throw MicroHTTPDError(
@@ -108,15 +129,22 @@ public final class MicroHTTPDServer: Sendable {
         self.port = cmhd_bound_port(started)
         self.context = context
         self.waiters = waiters
+        self.streams = streams
     }
 
     private let context: Unmanaged<CallbackContext>
     private let waiters: LongPollWaiters
+    private let streams: EventStreams
 
-    /// Tells waiting long-poll requests that the registry reached `generation`; safe from any thread.
+    /// Tells waiting long-poll requests and event streams that the registry reached `generation`;
+    /// safe from any thread.
     public func generationChanged(_ generation: UInt64) {
         self.waiters.generationChanged(generation)
+        self.streams.changed()
     }
+
+    /// `/v1/events` streams open now.
+    public var eventWatchers: Int { self.streams.count }
 
     /// The linked libmicrohttpd's version, e.g. `0.9.75`.
     public static var libraryVersion: String {
@@ -134,6 +162,7 @@ public final class MicroHTTPDServer: Sendable {
         // Suspended connections must be resumed before the daemon stops (libmicrohttpd's rule);
         // give its threads a moment to take them back.
         self.waiters.stop()
+        self.streams.stop()
         usleep(50_000)
         MHD_stop_daemon(daemon)
         self.context.release()
@@ -179,18 +208,24 @@ public final class MicroHTTPDServer: Sendable {
 final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
+    let events: (any EventStreamSource)?
     let observer: (@Sendable (String, Int, Double) -> Void)?
     let waiters: LongPollWaiters
+    let streams: EventStreams
 
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
+        events: (any EventStreamSource)?,
         observer: (@Sendable (String, Int, Double) -> Void)?,
-        waiters: LongPollWaiters
+        waiters: LongPollWaiters,
+        streams: EventStreams
     ) {
         self.handler = handler
         self.longPoll = longPoll
+        self.events = events
         self.observer = observer
         self.waiters = waiters
+        self.streams = streams
     }
 }

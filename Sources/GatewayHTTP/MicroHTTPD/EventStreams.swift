@@ -1,0 +1,180 @@
+import CMicroHTTPD
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The `/v1/events` watchers. Each stream is a libmicrohttpd callback response whose reader either
+/// hands out pending bytes or, with nothing to send, suspends its connection and returns 0 (never a
+/// busy loop). A registry change, the heartbeat timer or shutdown resumes it. The suspend in the
+/// reader and the resume by a publisher happen under the watcher's lock, so no wake-up is lost.
+final class EventStreams: Sendable {
+    /// One stream; retained by its response (released by libmicrohttpd's free callback).
+    final class Watcher: Sendable {
+        struct State {
+            /// The suspended-or-not `MHD_Connection`, as an address.
+            var connection: UInt
+            var pending: [UInt8]
+            var offset = 0
+            /// The id the watcher has seen (nil: it still needs its first `reset`).
+            var lastID: UInt64?
+            var suspended = false
+            var heartbeatDue = false
+            var closing = false
+        }
+
+        let state: Mutex<State>
+        let source: any EventStreamSource
+        /// Strong: the hub's table and the watcher reference each other until the stream ends.
+        let hub: EventStreams
+
+        init(connection: OpaquePointer, start: EventStreamStart, source: any EventStreamSource, hub: EventStreams) {
+            let lastID: UInt64?
+            switch start {
+            case .fresh: lastID = nil
+            case .after(let id): lastID = id
+            }
+            self.state = Mutex(
+                State(
+                    connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))),
+                    pending: HTTPRouter.streamPreamble,
+                    lastID: lastID
+                )
+            )
+            self.source = source
+            self.hub = hub
+        }
+
+        /// Fills `buffer` (libmicrohttpd's reader contract): bytes written, 0 after suspending, or -1 at the end.
+        func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+            self.state.withLock { state -> Int in
+                if state.offset >= state.pending.count {
+                    state.pending.removeAll(keepingCapacity: true)
+                    state.offset = 0
+                    if state.closing { return -1 }
+                    let chunk = self.source.eventStreamChunk(after: state.lastID)
+                    state.lastID = chunk.lastID
+                    if !chunk.bytes.isEmpty {
+                        state.pending = chunk.bytes
+                        state.heartbeatDue = false
+                    } else if state.heartbeatDue {
+                        state.pending = HTTPRouter.heartbeat
+                        state.heartbeatDue = false
+                    } else {
+                        state.suspended = true
+                        if let connection = OpaquePointer(bitPattern: state.connection) {
+                            MHD_suspend_connection(connection)
+                        }
+                        return 0
+                    }
+                }
+                let count = min(buffer.count, state.pending.count - state.offset)
+                state.pending.withUnsafeBytes { raw in
+                    buffer.copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: raw[state.offset..<(state.offset + count)])
+                    )
+                }
+                state.offset += count
+                return count
+            }
+        }
+
+        /// Wakes the stream if it sleeps; `heartbeat` asks for a ping, `close` ends it.
+        func wake(heartbeat: Bool = false, close: Bool = false) {
+            self.state.withLock { state in
+                if heartbeat { state.heartbeatDue = true }
+                if close { state.closing = true }
+                guard state.suspended else { return }
+                state.suspended = false
+                if let connection = OpaquePointer(bitPattern: state.connection) {
+                    MHD_resume_connection(connection)
+                }
+            }
+        }
+    }
+
+    private struct State {
+        var watchers: [ObjectIdentifier: Watcher] = [:]
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let wakeTimer = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    /// The most streams at once; past it, `GET /v1/events` answers 503 with `Retry-After`.
+    let capacity: Int
+    /// Seconds between heartbeats on an idle stream.
+    let heartbeatSeconds: Int
+
+    init(capacity: Int, heartbeatSeconds: Int) {
+        self.capacity = capacity
+        self.heartbeatSeconds = max(heartbeatSeconds, 1)
+        let thread = Thread { [self] in self.heartbeatLoop() }
+        thread.name = "http-sse-heartbeat"
+        thread.start()
+    }
+
+    /// Streams open now.
+    var count: Int { self.state.withLock { $0.watchers.count } }
+
+    /// Adds a watcher for `connection`, or returns nil when full or stopping.
+    func open(connection: OpaquePointer, start: EventStreamStart, source: any EventStreamSource) -> Watcher? {
+        let watcher = Watcher(connection: connection, start: start, source: source, hub: self)
+        let added = self.state.withLock { state -> Bool in
+            guard !state.stopped, state.watchers.count < self.capacity else { return false }
+            state.watchers[ObjectIdentifier(watcher)] = watcher
+            return true
+        }
+        return added ? watcher : nil
+    }
+
+    /// The stream's response was destroyed (the peer went away or the stream ended).
+    func closed(_ watcher: Watcher) {
+        self.state.withLock { _ = $0.watchers.removeValue(forKey: ObjectIdentifier(watcher)) }
+    }
+
+    /// The registry changed: wake every sleeping stream.
+    func changed() {
+        for watcher in self.state.withLock({ Array($0.watchers.values) }) { watcher.wake() }
+    }
+
+    /// Ends every stream (before `MHD_stop_daemon`, which must not find suspended connections).
+    func stop() {
+        let all = self.state.withLock { state -> [Watcher] in
+            state.stopped = true
+            return Array(state.watchers.values)
+        }
+        for watcher in all { watcher.wake(close: true) }
+        self.wakeTimer.signal()
+        _ = self.finished.wait(timeout: .now() + 2)
+    }
+
+    private func heartbeatLoop() {
+        while true {
+            let stopped = self.state.withLock { $0.stopped }
+            if stopped { break }
+            if self.wakeTimer.wait(timeout: .now() + .seconds(self.heartbeatSeconds)) == .success { continue }
+            for watcher in self.state.withLock({ Array($0.watchers.values) }) { watcher.wake(heartbeat: true) }
+        }
+        self.finished.signal()
+    }
+
+    /// libmicrohttpd's content reader for a stream.
+    static let reader: MHD_ContentReaderCallback = { cls, _, buffer, max in
+        guard let cls, let buffer, max > 0 else { return -1 }
+        let watcher = Unmanaged<Watcher>.fromOpaque(cls).takeUnretainedValue()
+        return watcher.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: max))
+    }
+
+    /// libmicrohttpd's free callback: the response is gone, so is the watcher.
+    static let release: MHD_ContentReaderFreeCallback = { cls in
+        guard let cls else { return }
+        let watcher = Unmanaged<Watcher>.fromOpaque(cls).takeRetainedValue()
+        watcher.hub.closed(watcher)
+    }
+}

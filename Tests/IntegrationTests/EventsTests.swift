@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `/v1/events` and `/v1/events/history` on the built binary, with real `erl` nodes, the real
+/// `epmd -stop` client and curl.
+@Suite(.timeLimit(.minutes(2)))
+struct EventsTests {
+    /// `curl -N` reading an event stream into a file (files, not pipes: see `Command.run`).
+    final class EventStream: @unchecked Sendable {
+        // @unchecked: the process is started in init and only killed afterwards.
+        let process = Process()
+        let output: URL
+
+        init(_ url: String, headers: [String] = []) throws {
+            let curl = try ExternalTool.require("curl")
+            self.output = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString)")
+            _ = FileManager.default.createFile(atPath: self.output.path, contents: nil)
+            self.process.executableURL = URL(fileURLWithPath: curl)
+            self.process.arguments =
+                ["-sN", "-m", "60", "-o", self.output.path] + headers.flatMap { ["-H", $0] } + [url]
+            self.process.standardOutput = FileHandle.nullDevice
+            self.process.standardError = FileHandle.nullDevice
+            try self.process.runUnmasked()
+        }
+
+        var text: String { (try? String(contentsOf: self.output, encoding: .utf8)) ?? "" }
+
+        /// The frames so far: (event, id, data).
+        var frames: [(event: String, id: UInt64, data: String)] {
+            self.text.components(separatedBy: "\n\n").compactMap { block in
+                var event = ""
+                var id: UInt64?
+                var data = ""
+                for line in block.split(separator: "\n") {
+                    if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
+                    if line.hasPrefix("id: ") { id = UInt64(line.dropFirst(4)) }
+                    if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
+                }
+                return id.map { (event, $0, data) }
+            }
+        }
+
+        func waitFor(_ description: String, _ condition: @escaping @Sendable (EventStream) -> Bool) async throws {
+            let seen = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(50)) { condition(self) }
+            #expect(seen != nil, "the stream never showed \(description): \(self.text)")
+        }
+
+        func stop() {
+            self.process.killAndWait()
+            try? FileManager.default.removeItem(at: self.output)
+        }
+    }
+
+    @Test(
+        "a real erl node's registration and death arrive as events; resume with Last-Event-ID; history flags the flap",
+        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("erl") && ExternalTool.usable("curl"))
+    )
+    func realNodeEvents() async throws {
+        let httpPort = try FreePort.next()
+        let gateway = try await GatewayProcess.start(arguments: [
+            "--http-port", String(httpPort), "--flap-window", "60",
+        ])
+        defer { gateway.stop() }
+        let base = "http://127.0.0.1:\(httpPort)"
+        let stream = try EventStream("\(base)/v1/events")
+        defer { stream.stop() }
+        try await stream.waitFor("the reset") { $0.frames.first?.event == "reset" }
+        #expect(stream.frames.first?.data == "{\"generation\":0,\"nodes\":[]}")
+
+        let node = try await ErlangNode.start(
+            name: NodeNames.unique("ev"),
+            cookie: NodeNames.cookie(),
+            epmdPort: gateway.port
+        )
+        defer { node.kill() }
+        let nodePort = try await node.waitUntilRegistered(epmdPort: gateway.port)
+        try await stream.waitFor("the registration") { $0.frames.contains { $0.event == "registered" } }
+        let registered = try #require(stream.frames.first { $0.event == "registered" })
+        #expect(registered.id == 1)
+        #expect(registered.data.contains("\"type\":\"registered\""))
+        #expect(
+            registered.data.contains("\"node\":{\"name\":\"\(node.name)\",\"port\":\(nodePort),\"type\":\"normal\"")
+        )
+
+        _ = node.kill()
+        try await stream.waitFor("the unregistration") { $0.frames.contains { $0.event == "unregistered" } }
+        let unregistered = try #require(stream.frames.first { $0.event == "unregistered" })
+        #expect(unregistered.id == 2)
+        #expect(unregistered.data.contains("\"reason\":\"closed\""))
+        #expect(unregistered.data.contains("\"flapping\":true"))
+        #expect(stream.frames.map(\.id) == [0, 1, 2])
+
+        // A client that saw id 1 reconnects and gets exactly id 2.
+        let resumed = try EventStream("\(base)/v1/events", headers: ["Last-Event-ID: 1"])
+        defer { resumed.stop() }
+        try await resumed.waitFor("the missed event") { $0.frames.contains { $0.id == 2 } }
+        #expect(resumed.frames.map(\.id) == [2])
+
+        let history = try await HTTPFrontTests.curl(["\(base)/v1/events/history"])
+        #expect(history.status == 200)
+        #expect(history.body.contains("\"flapWindowSeconds\":60.000"))
+        #expect(history.body.contains("\"flaps\":[{\"name\":\"\(node.name)\",\"count\":1}]"))
+    }
+
+    @Test(
+        "epmd -stop unregisters with reason stop; a node that lives past the flap window is not a flap",
+        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("epmd") && ExternalTool.usable("curl"))
+    )
+    func stopReasonAndFlapWindow() async throws {
+        let httpPort = try FreePort.next()
+        let gateway = try await GatewayProcess.start(arguments: [
+            "-relaxed_command_check", "--http-port", String(httpPort), "--flap-window", "1",
+        ])
+        defer { gateway.stop() }
+        let base = "http://127.0.0.1:\(httpPort)"
+        let (fd, reply) = try await WireClient.register(port: gateway.port, name: "stopped", nodePort: 5)
+        defer { close(fd) }
+        #expect(reply.prefix(2) == [0x76, 0])
+        try await Task.sleep(for: .milliseconds(1200))
+        let epmd = try ExternalTool.require("epmd")
+        let stop = try await Command.epmd(epmd, port: gateway.port, ["-stop", "stopped"])
+        #expect(stop.stdout.contains("STOPPED"))
+        let history = try await HTTPFrontTests.curl(["\(base)/v1/events/history"])
+        #expect(history.body.contains("\"type\":\"unregistered\""))
+        #expect(history.body.contains("\"reason\":\"stop\""))
+        #expect(history.body.contains("\"flapping\":false"))
+        #expect(history.body.contains("\"flaps\":[]}"))
+        let snapshot = try await HTTPFrontTests.curl(["\(base)/v1/events?follow=false"])
+        #expect(snapshot.status == 200)
+        #expect(snapshot.body.contains("event: reset\nid: 2\ndata: {\"generation\":2,\"nodes\":[]}"))
+    }
+
+    @Test(
+        "past --max-watchers a stream is refused with 503 and Retry-After; the epmd port is unaffected",
+        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("curl"))
+    )
+    func watcherCap() async throws {
+        let httpPort = try FreePort.next()
+        let gateway = try await GatewayProcess.start(arguments: [
+            "--http-port", String(httpPort), "--max-watchers", "1",
+        ])
+        defer { gateway.stop() }
+        let base = "http://127.0.0.1:\(httpPort)"
+        let stream = try EventStream("\(base)/v1/events")
+        defer { stream.stop() }
+        try await stream.waitFor("the reset") { $0.frames.first?.event == "reset" }
+        let refused = try await HTTPFrontTests.curl(["-i", "\(base)/v1/events"])
+        #expect(refused.status == 503)
+        #expect(refused.body.lowercased().contains("retry-after: 5"))
+        let (fd, reply) = try await WireClient.register(port: gateway.port, name: "fine", nodePort: 5)
+        defer { close(fd) }
+        #expect(reply.prefix(2) == [0x76, 0])
+        try await stream.waitFor("the registration") { $0.frames.contains { $0.event == "registered" } }
+    }
+}
