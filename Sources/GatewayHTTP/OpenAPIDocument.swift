@@ -298,7 +298,7 @@ public enum OpenAPIDocument {
                   content:
                     text/event-stream:
                       schema:
-                        type: string
+                        $ref: "#/components/schemas/ServerSentEvent"
                       example: |
                         retry: 2000
 
@@ -763,6 +763,27 @@ public enum OpenAPIDocument {
                   description: It unregistered within the flap window (`--flap-window`) of registering.
                 node:
                   $ref: "#/components/schemas/Node"
+            ServerSentEvent:
+              type: object
+              description: |
+                One event of the `/v1/events` stream, as an SSE parser delivers it (OpenAPI 3.0 has no
+                stream schema: this describes each event). `data` is one line of JSON: a `NodeList` for
+                `reset`, an `Event` for `registered` and `unregistered`.
+              required: [event, id, data]
+              properties:
+                event:
+                  type: string
+                  enum: [reset, registered, unregistered]
+                id:
+                  type: string
+                  pattern: "^[0-9]+$"
+                  description: The registry generation (send it back as `Last-Event-ID` to resume).
+                data:
+                  type: string
+                  description: JSON on one line.
+                retry:
+                  type: integer
+                  minimum: 0
             EventHistory:
               type: object
               required: [generation, capacity, flapWindowSeconds, events, flaps]
@@ -1260,7 +1281,7 @@ public enum OpenAPIDocument {
                     "content": {
                       "text/event-stream": {
                         "schema": {
-                          "type": "string"
+                          "$ref": "#/components/schemas/ServerSentEvent"
                         },
                         "example": "retry: 2000\n\nevent: reset\nid: 41\ndata: {\"generation\":41,\"nodes\":[]}\n\nevent: registered\nid: 42\ndata: {\"id\":42,\"type\":\"registered\",\"time\":\"2026-11-23T08:40:31.661335Z\",\"node\":{...}}\n"
                       }
@@ -1886,6 +1907,38 @@ public enum OpenAPIDocument {
                   },
                   "node": {
                     "$ref": "#/components/schemas/Node"
+                  }
+                }
+              },
+              "ServerSentEvent": {
+                "type": "object",
+                "description": "One event of the `/v1/events` stream, as an SSE parser delivers it (OpenAPI 3.0 has no\nstream schema: this describes each event). `data` is one line of JSON: a `NodeList` for\n`reset`, an `Event` for `registered` and `unregistered`.\n",
+                "required": [
+                  "event",
+                  "id",
+                  "data"
+                ],
+                "properties": {
+                  "event": {
+                    "type": "string",
+                    "enum": [
+                      "reset",
+                      "registered",
+                      "unregistered"
+                    ]
+                  },
+                  "id": {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "description": "The registry generation (send it back as `Last-Event-ID` to resume)."
+                  },
+                  "data": {
+                    "type": "string",
+                    "description": "JSON on one line."
+                  },
+                  "retry": {
+                    "type": "integer",
+                    "minimum": 0
                   }
                 }
               },
