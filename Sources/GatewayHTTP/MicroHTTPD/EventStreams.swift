@@ -11,8 +11,10 @@ import Musl
 
 /// The `/v1/events` watchers. Each stream is a libmicrohttpd callback response whose reader either
 /// hands out pending bytes or, with nothing to send, suspends its connection and returns 0 (never a
-/// busy loop). A registry change, the heartbeat timer or shutdown resumes it. The suspend in the
-/// reader and the resume by a publisher happen under the watcher's lock, so no wake-up is lost.
+/// busy loop). A registry change (through the notifier thread), the heartbeat or shutdown resumes
+/// it. The suspend in the reader and the resume happen under the watcher's lock, so no wake-up is
+/// lost: a change that lands between the reader's look and its suspend waits for the lock and then
+/// finds the stream suspended.
 final class EventStreams: Sendable {
     /// One stream; retained by its response (released by libmicrohttpd's free callback).
     final class Watcher: Sendable {
@@ -100,11 +102,12 @@ final class EventStreams: Sendable {
 
     private struct State {
         var watchers: [ObjectIdentifier: Watcher] = [:]
+        var changed = false
         var stopped = false
     }
 
     private let state = Mutex(State())
-    private let wakeTimer = DispatchSemaphore(value: 0)
+    private let wakeNotifier = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     /// The most streams at once; past it, `GET /v1/events` answers 503 with `Retry-After`.
     let capacity: Int
@@ -114,8 +117,8 @@ final class EventStreams: Sendable {
     init(capacity: Int, heartbeatSeconds: Int) {
         self.capacity = capacity
         self.heartbeatSeconds = max(heartbeatSeconds, 1)
-        let thread = Thread { [self] in self.heartbeatLoop() }
-        thread.name = "http-sse-heartbeat"
+        let thread = Thread { [self] in self.notifierLoop() }
+        thread.name = "http-sse-notifier"
         thread.start()
     }
 
@@ -138,9 +141,18 @@ final class EventStreams: Sendable {
         self.state.withLock { _ = $0.watchers.removeValue(forKey: ObjectIdentifier(watcher)) }
     }
 
-    /// The registry changed: wake every sleeping stream.
+    /// The registry changed. Called on the epmd loop's thread, so it only flags the change and wakes
+    /// the notifier thread, which resumes the sleeping streams: the loop's cost stays the same
+    /// whatever the number of watchers.
     func changed() {
-        for watcher in self.state.withLock({ Array($0.watchers.values) }) { watcher.wake() }
+        // Without watchers there is no one to wake (a new stream reads the registry itself); while a
+        // wake-up is pending, the notifier has not read the flag yet and this change rides along.
+        let wake = self.state.withLock { state -> Bool in
+            guard !state.watchers.isEmpty, !state.changed else { return false }
+            state.changed = true
+            return true
+        }
+        if wake { self.wakeNotifier.signal() }
     }
 
     /// Ends every stream (before `MHD_stop_daemon`, which must not find suspended connections).
@@ -150,16 +162,28 @@ final class EventStreams: Sendable {
             return Array(state.watchers.values)
         }
         for watcher in all { watcher.wake(close: true) }
-        self.wakeTimer.signal()
+        self.wakeNotifier.signal()
         _ = self.finished.wait(timeout: .now() + 2)
     }
 
-    private func heartbeatLoop() {
+    /// Wakes every stream after a change; sends heartbeats to every stream each `heartbeatSeconds`.
+    private func notifierLoop() {
+        let interval = UInt64(self.heartbeatSeconds) * 1_000_000_000
+        var nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval
         while true {
-            let stopped = self.state.withLock { $0.stopped }
+            let now = MicroHTTPDServer.monotonicNanoseconds()
+            if now < nextHeartbeat {
+                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(nextHeartbeat - now)))
+            }
+            let (watchers, changed, stopped) = self.state.withLock { state in
+                defer { state.changed = false }
+                return (Array(state.watchers.values), state.changed, state.stopped)
+            }
             if stopped { break }
-            if self.wakeTimer.wait(timeout: .now() + .seconds(self.heartbeatSeconds)) == .success { continue }
-            for watcher in self.state.withLock({ Array($0.watchers.values) }) { watcher.wake(heartbeat: true) }
+            let heartbeat = MicroHTTPDServer.monotonicNanoseconds() >= nextHeartbeat
+            if heartbeat { nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval }
+            guard changed || heartbeat else { continue }
+            for watcher in watchers { watcher.wake(heartbeat: heartbeat) }
         }
         self.finished.signal()
     }
