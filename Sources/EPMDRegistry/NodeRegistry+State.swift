@@ -27,12 +27,15 @@ extension NodeRegistry {
         ///   - historyLimit: unregistered names remembered for their creation numbers.
         ///   - eventCapacity: registration events kept for watchers and history.
         ///   - flapWindow: seconds within which an unregistration counts as a flap.
+        ///   - initialGeneration: the generation before the first change (see `NodeRegistry.runGeneration`).
         public init(
             historyLimit: Int = EPMDLimits.unregisteredHistory,
             eventCapacity: Int = NodeRegistry.defaultEventCapacity,
-            flapWindow: Double = NodeRegistry.defaultFlapWindow
+            flapWindow: Double = NodeRegistry.defaultFlapWindow,
+            initialGeneration: UInt64 = 0
         ) {
             self.historyLimit = historyLimit
+            self.generation = initialGeneration
             self.events = EventRing(capacity: eventCapacity)
             self.flapWindow = flapWindow
         }
@@ -168,7 +171,8 @@ extension NodeRegistry {
                     node: node,
                     time: now,
                     lifetime: lifetime,
-                    isFlap: lifetime < self.flapWindow
+                    // A flap is the node's doing: an operator's STOP or our own shutdown is not one.
+                    isFlap: lifetime < self.flapWindow && reason != .stop && reason != .shutdown
                 )
             )
             return node

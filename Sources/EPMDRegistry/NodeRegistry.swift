@@ -36,15 +36,35 @@ public final class NodeRegistry: Sendable {
     ///   - historyLimit: unregistered names remembered (1000; 5 under `-d`, as C epmd).
     ///   - eventCapacity: registration events kept (the ring behind `/v1/events`).
     ///   - flapWindow: seconds within which an unregistration counts as a flap.
+    ///   - initialGeneration: the generation before the first change: 0 in tests, `runGeneration()`
+    ///     in the daemon.
     ///   - clock: wall-clock seconds since 1970; injected for tests.
     public init(
         historyLimit: Int = EPMDLimits.unregisteredHistory,
         eventCapacity: Int = NodeRegistry.defaultEventCapacity,
         flapWindow: Double = NodeRegistry.defaultFlapWindow,
+        initialGeneration: UInt64 = 0,
         clock: @escaping @Sendable () -> Double = NodeRegistry.systemClock
     ) {
-        self.state = Mutex(State(historyLimit: historyLimit, eventCapacity: eventCapacity, flapWindow: flapWindow))
+        self.state = Mutex(
+            State(
+                historyLimit: historyLimit,
+                eventCapacity: eventCapacity,
+                flapWindow: flapWindow,
+                initialGeneration: initialGeneration
+            )
+        )
         self.clock = clock
+    }
+
+    /// A starting generation unique to this run: microseconds since 1970 at start. Generations, ETags,
+    /// long-poll indexes and event ids from an earlier run are then always below the new run's (its
+    /// generation starts above anything the earlier run reached, short of a million changes per
+    /// second), so a client holding one gets the whole table again instead of a false "nothing
+    /// changed" (a 304, or a resume into the wrong history). It stays below 2^53, exact in
+    /// JavaScript and JSON parsers, until the year 2255.
+    public static func runGeneration(clock: () -> Double = NodeRegistry.systemClock) -> UInt64 {
+        UInt64(max(0, clock()) * 1_000_000)
     }
 
     /// The system's wall clock.

@@ -654,8 +654,11 @@ public enum OpenAPIDocument {
                   type: integer
                   format: int64
                   minimum: 0
-                  description: Changes whenever a node registers or unregisters; the ETag is this in quotes.
-                  example: 42
+                  description: |
+                    Grows by one whenever a node registers or unregisters; the ETag is this in quotes. Each run
+                    of the gateway starts at its own base (microseconds since 1970 when it started), so a
+                    generation, ETag or event id from an earlier run is never taken for the current one.
+                  example: 1795423231661335
                 nodes:
                   type: array
                   description: Sorted by name (byte order).
@@ -1733,8 +1736,8 @@ public enum OpenAPIDocument {
                     "type": "integer",
                     "format": "int64",
                     "minimum": 0,
-                    "description": "Changes whenever a node registers or unregisters; the ETag is this in quotes.",
-                    "example": 42
+                    "description": "Grows by one whenever a node registers or unregisters; the ETag is this in quotes. Each run\nof the gateway starts at its own base (microseconds since 1970 when it started), so a\ngeneration, ETag or event id from an earlier run is never taken for the current one.\n",
+                    "example": 1795423231661335
                   },
                   "nodes": {
                     "type": "array",

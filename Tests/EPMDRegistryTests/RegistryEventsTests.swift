@@ -103,10 +103,32 @@ import Testing
         state.unregister(connection: ConnectionID(10), now: 6, reason: .error)
         try Self.register(&state, "once", connection: 11, at: 0)
         state.unregister(connection: ConnectionID(11), now: 4.9, reason: .strayData)
+        try Self.register(&state, "stopped", connection: 12, at: 0)
+        state.unregister(name: Array("stopped".utf8), now: 1)
+        try Self.register(&state, "shut", connection: 13, at: 0)
+        state.unregister(connection: ConnectionID(13), now: 1, reason: .shutdown)
         let history = state.history()
+        // STOP and our own shutdown are not the node's doing: never flaps.
         #expect(history.flapsByName == [Array("flappy".utf8): 3, Array("once".utf8): 1])
         #expect(history.flapWindow == 5)
         #expect(history.events.filter(\.isFlap).count == 4)
+    }
+
+    @Test("a run's generations start at its own base: ids from an earlier run reset, never resume")
+    func generationBase() throws {
+        #expect(NodeRegistry.runGeneration(clock: { 1_795_411_787.25 }) == 1_795_411_787_250_000)
+        #expect(NodeRegistry.runGeneration(clock: { 1_795_411_787.25 }) < 1 << 53)
+        var state = State(initialGeneration: 1_000)
+        #expect(state.generation == 1_000)
+        #expect(state.events(after: 1_000) == .events([]))
+        #expect(state.events(after: 7) == .reset(generation: 1_000, nodes: []))
+        try Self.register(&state, "a", connection: 1, at: 0)
+        #expect(state.lastEvent?.id == 1_001)
+        guard case .events(let events) = state.events(after: 1_000) else {
+            Issue.record("1000 is the base: the first event follows it")
+            return
+        }
+        #expect(events.map(\.id) == [1_001])
     }
 
     @Test("type counts follow registrations of normal, hidden and other nodes")

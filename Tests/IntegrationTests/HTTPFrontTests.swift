@@ -30,7 +30,8 @@ struct HTTPFrontTests {
         let base = "http://127.0.0.1:\(httpPort)"
         let empty = try await Self.curl(["\(base)/v1/nodes"])
         #expect(empty.status == 200)
-        #expect(empty.body.hasPrefix("{\"generation\":0,\"nodes\":[]}"))
+        // Generations start at this run's base (microseconds since 1970 at start), never at 0.
+        #expect(empty.body.hasPrefix("{\"generation\":17") && empty.body.contains(",\"nodes\":[]}"))
 
         let node = try await ErlangNode.start(
             name: NodeNames.unique("web"),
@@ -75,23 +76,33 @@ struct HTTPFrontTests {
     }
 
     @Test(
-        "long-poll on the real binary: GET /v1/nodes?index=0&wait=20 returns as soon as a node registers",
+        "long-poll on the real binary: GET /v1/nodes?index=G&wait=20 returns as soon as a node registers",
         .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("curl"))
     )
     func longPoll() async throws {
         let httpPort = try FreePort.next()
         let gateway = try await GatewayProcess.start(arguments: ["--http-port", String(httpPort)])
         defer { gateway.stop() }
+        let first = try await Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes"])
+        let generation = try #require(
+            first.body.split(separator: ",").first.flatMap { UInt64($0.dropFirst("{\"generation\":".count)) },
+            "no generation in \(first.body)"
+        )
+        // An index from before this run (0) is answered at once: the table may have changed since.
+        let stale = try await Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=0&wait=20"])
+        #expect(stale.status == 200 && stale.body.contains("\"generation\":\(generation)"))
         let clock = ContinuousClock()
         let start = clock.now
-        async let answer = Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=0&wait=20"])
+        async let answer = Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=\(generation)&wait=20"])
         try await Task.sleep(for: .milliseconds(500))
         let (fd, reply) = try await WireClient.register(port: gateway.port, name: "polled", nodePort: 11)
         defer { close(fd) }
         #expect(reply.prefix(2) == [0x76, 0])
         let result = try await answer
         #expect(result.status == 200)
-        #expect(result.body.contains("\"generation\":1") && result.body.contains("\"name\":\"polled\""))
+        #expect(
+            result.body.contains("\"generation\":\(generation + 1)") && result.body.contains("\"name\":\"polled\"")
+        )
         #expect(start.duration(to: clock.now) < .seconds(10))
     }
 
