@@ -16,6 +16,10 @@ let package = Package(
         .library(name: "EPMDServer", targets: ["EPMDServer"]),
         .library(name: "EPMDApp", targets: ["EPMDApp"]),
         .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
+        .library(name: "GatewayMetrics", targets: ["GatewayMetrics"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1")
     ],
     targets: [
         // MARK: - Targets
@@ -37,10 +41,23 @@ let package = Package(
         /// The HTTP/JSON front: a pure router over registry snapshots, and the libmicrohttpd daemon
         /// (its `MicroHTTPD/` folder is the only place with unsafe pointers).
         .target(name: "GatewayHTTP", dependencies: ["CMicroHTTPD", "EPMDProtocol", "EPMDRegistry"]),
+        /// Prometheus metrics: swift-prometheus handles made once, fed by the epmd loop's instruments,
+        /// registry events and the HTTP observer; scrape-time gauges and the `process_*` family.
+        .target(
+            name: "GatewayMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                "EPMDServer",
+                "EPMDRegistry",
+                "EPMDProtocol",
+            ]
+        ),
         /// Composition: configuration, epmd-style command line, client modes, daemon mode.
         .target(
             name: "EPMDApp",
-            dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP"]
+            dependencies: [
+                "CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP", "GatewayMetrics",
+            ]
         ),
         /// The thin executable.
         .executableTarget(name: "epmd-gateway", dependencies: ["EPMDApp"]),
@@ -55,7 +72,16 @@ let package = Package(
         ),
         .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer"]),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["epmd-gateway"]),
+        .testTarget(
+            name: "GatewayMetricsTests",
+            dependencies: ["GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["epmd-gateway"],
+            // The headless Chromium driver the status page test runs (Python, standard library only).
+            exclude: ["Support/chromium_cdp.py"]
+        ),
     ]
 )
 

@@ -3,6 +3,7 @@ import EPMDRegistry
 import EPMDServer
 import Foundation
 import GatewayHTTP
+import GatewayMetrics
 import Synchronization
 
 #if canImport(Glibc)
@@ -94,11 +95,27 @@ public enum EPMDApplication {
             handleSignals: true,
             shutdownGrace: options.shutdownGrace
         )
-        let registry = NodeRegistry(historyLimit: configuration.historyLimit)
+        let registry = NodeRegistry(
+            historyLimit: configuration.historyLimit,
+            eventCapacity: options.eventBuffer,
+            flapWindow: Double(options.flapWindow),
+            initialGeneration: NodeRegistry.runGeneration()
+        )
+        let metrics = GatewayMetrics(
+            build: BuildInfo(version: self.version, libmicrohttpdVersion: MicroHTTPDServer.libraryVersion),
+            httpRoutes: HTTPRouter.routes,
+            nodeInfo: options.metricsNodeInfo
+        )
+        registry.addChangeObserver { metrics.record($0) }
         let server: EPMDServer
         do {
             defer { if isDaemon { Daemon.reportReady(environment: environment) } }
-            server = try EPMDServer(configuration: configuration, registry: registry, logger: logger)
+            server = try EPMDServer(
+                configuration: configuration,
+                registry: registry,
+                logger: logger,
+                instruments: metrics
+            )
         } catch let error as ListenerError {
             if case .addressInUse = error {
                 // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
@@ -121,7 +138,14 @@ public enum EPMDApplication {
         let ready = ReadinessFlag()
         let http =
             options.httpEnabled
-            ? self.startHTTP(options, registry: registry, server: server, ready: ready, logger: logger) : nil
+            ? self.startHTTP(
+                options,
+                registry: registry,
+                server: server,
+                ready: ready,
+                metrics: metrics,
+                logger: logger
+            ) : nil
         ready.set(true)
         let status = self.runOnLoopThread(server, logger: logger)
         ready.set(false)
@@ -140,29 +164,37 @@ public enum EPMDApplication {
         registry: NodeRegistry,
         server: EPMDServer,
         ready: ReadinessFlag,
+        metrics: GatewayMetrics,
         logger: EPMDLogger
     ) -> MicroHTTPDServer? {
         let router = HTTPRouter(
             registry: registry,
             build: .init(version: self.version, libmicrohttpd: MicroHTTPDServer.libraryVersion),
-            isReady: { ready.value && !server.isDraining }
+            isReady: { ready.value && !server.isDraining },
+            metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) }
         )
         let configuration = MicroHTTPDServer.Configuration(
             address: options.httpAddress,
             port: UInt16(truncatingIfNeeded: options.httpPort),
-            threads: options.httpThreads
+            threads: options.httpThreads,
+            maxWatchers: options.maxWatchers
         )
         do {
             let http = try MicroHTTPDServer(
                 configuration: configuration,
                 longPoll: { router.longPollWait(for: $0) },
+                events: router,
+                observer: { metrics.httpRequest(route: $0, status: $1, seconds: $2) },
                 handler: { router.respond(to: $0) }
             )
             registry.addChangeObserver { http.generationChanged($0.id) }
+            metrics.readEventWatchers { http.eventWatchers }
+            metrics.httpFrontStarted(true)
             logger.log(1, "HTTP front on \(options.httpAddress) port \(http.port)")
             return http
         } catch {
             logger.log(0, "HTTP front disabled, the epmd port runs on: \(error)")
+            metrics.httpFrontStarted(false)
             return nil
         }
     }

@@ -43,7 +43,6 @@ public enum StatusPage {
           background: currentColor; margin-right: .4em; }
         #state { font-weight: 600; color: var(--warn); }
         #state.connected { color: var(--ok); }
-        #state.disconnected { color: var(--bad); }
         table { width: 100%; border-collapse: collapse; }
         th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid var(--line); }
         th { background: var(--head); font-weight: 600; font-size: .8rem; }
@@ -83,7 +82,7 @@ public enum StatusPage {
         <p id="empty" class="empty">No nodes registered.</p>
         <h2>Recent events</h2>
         <ol id="events"></ol>
-        <p id="quiet" class="empty">No events since this page opened.</p>
+        <p id="quiet" class="empty">No recent events.</p>
         <noscript><p>This page needs JavaScript; the same data is at <a href="v1/nodes">v1/nodes</a>.</p></noscript>
         </main>
         <script>
@@ -163,12 +162,36 @@ public enum StatusPage {
             nodes.set(name, entry);
           }
 
-          function logEvent(parts) {
-            const item = el("li");
-            item.append(...parts);
-            eventList.prepend(item);
+          function logEvent(item, atEnd) {
+            if (atEnd) eventList.append(item); else eventList.prepend(item);
             while (eventList.children.length > maxEvents) eventList.lastElementChild.remove();
             $("quiet").hidden = true;
+          }
+          function eventItem(data) {
+            const node = data.node || {};
+            const time = el("span", "time", clock(data.time));
+            time.title = String(data.time);
+            const item = el("li");
+            item.append(time, el("span", "badge " + data.type, data.type), el("b", "", node.name));
+            if (data.type === "registered") {
+              item.append(el("span", "detail", "port " + node.port));
+            } else {
+              const detail = el("span", "detail", (data.reason || "?") + ", lived " + lifetime(data.lifetimeSeconds) + " ");
+              if (data.flapping) detail.append(el("span", "badge flapping", "flapping"));
+              item.append(detail);
+            }
+            return item;
+          }
+          // The events from before the page opened, below those the stream has brought since.
+          async function loadHistory(upTo) {
+            try {
+              const response = await fetch("v1/events/history", { cache: "no-store" });
+              const history = response.ok ? await response.json() : {};
+              const older = (Array.isArray(history.events) ? history.events : []).filter((e) => e && e.id <= upTo);
+              for (const data of older.reverse().slice(0, maxEvents)) logEvent(eventItem(data), true);
+            } catch (e) {
+              // Without the history the list starts empty.
+            }
           }
 
           function onReset(data) {
@@ -177,26 +200,19 @@ public enum StatusPage {
             for (const node of data.nodes || []) addNode(node, false);
             setGeneration(data.generation);
             counted();
-            if (resets++ > 0) {
-              logEvent([el("span", "time", clock(new Date())), el("span", "note", "resynchronised at generation " + generation)]);
+            if (resets++ === 0) {
+              loadHistory(generation);
+            } else {
+              const note = el("li");
+              note.append(el("span", "time", clock(new Date())), el("span", "note", "resynchronised at generation " + generation));
+              logEvent(note, false);
             }
           }
           function onChange(data) {
             if (typeof data.id === "number" && generation !== null && data.id <= generation) return;
             const node = data.node || {};
-            const time = el("span", "time", clock(data.time));
-            time.title = String(data.time);
-            const parts = [time, el("span", "badge " + data.type, data.type), el("b", "", node.name)];
-            if (data.type === "registered") {
-              addNode(node, true);
-              parts.push(el("span", "detail", "port " + node.port));
-            } else {
-              removeNode(node.name);
-              const detail = el("span", "detail", (data.reason || "?") + ", lived " + lifetime(data.lifetimeSeconds) + " ");
-              if (data.flapping) detail.append(el("span", "badge flapping", "flapping"));
-              parts.push(detail);
-            }
-            logEvent(parts);
+            if (data.type === "registered") addNode(node, true); else removeNode(node.name);
+            logEvent(eventItem(data), false);
             setGeneration(data.id);
             counted();
           }

@@ -175,7 +175,7 @@ import Testing
             let name = UUID().uuidString
             self.output = FileManager.default.temporaryDirectory.appendingPathComponent("sse-\(name)")
             self.head = FileManager.default.temporaryDirectory.appendingPathComponent("sse-\(name).head")
-            FileManager.default.createFile(atPath: self.output.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: self.output.path, contents: nil)
             self.process.executableURL = URL(fileURLWithPath: try #require(MicroHTTPDServerTests.curl))
             self.process.arguments =
                 ["-sN", "-m", String(seconds), "-o", self.output.path, "-D", self.head.path]
