@@ -60,4 +60,12 @@ static inline uint16_t cmhd_bound_port(struct MHD_Daemon *daemon) {
     return info != NULL ? info->port : 0;
 }
 
+/// MHD_get_connection_info (variadic): the connection's socket (-1 if unknown). The event streams
+/// poll the sockets of suspended connections for a peer that hung up, which libmicrohttpd does not
+/// watch while a connection is suspended.
+static inline int cmhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info != NULL ? info->connect_fd : -1;
+}
+
 #endif

@@ -64,23 +64,18 @@ extension HTTPRouter: EventStreamSource {
             guard let last = events.last else { return ([], lastID ?? 0) }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(events.count * 400)
-            for event in events {
-                var json = JSONWriter(capacity: 384)
-                json.event(event)
-                Self.appendFrame(to: &bytes, event: event.name, id: event.id, data: json.bytes)
+            // Every watcher sends the same frame for an event: rendered once, by the first to need it.
+            self.cache.withFrames { frames in
+                for event in events { bytes += frames.frame(for: event) }
             }
             return (bytes, last.id)
-        case .reset(let generation, var nodes):
-            nodes.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        case .reset(let generation, let nodes):
             var json = JSONWriter(capacity: 64 + nodes.count * 256)
             json.raw("{\"generation\":")
             json.number(generation)
-            json.raw(",\"nodes\":[")
-            for (index, node) in nodes.enumerated() {
-                if index > 0 { json.raw(",") }
-                json.node(node)
-            }
-            json.raw("]}")
+            json.raw(",\"nodes\":")
+            self.appendNodeArray(nodes, to: &json, complete: true)
+            json.raw("}")
             var bytes: [UInt8] = []
             Self.appendFrame(to: &bytes, event: "reset", id: generation, data: json.bytes)
             return (bytes, generation)
@@ -117,7 +112,7 @@ extension HTTPRouter: EventStreamSource {
         }
         json.raw("],\"flaps\":[")
         let flaps = history.flapsByName.sorted {
-            $0.value != $1.value ? $0.value > $1.value : $0.key.lexicographicallyPrecedes($1.key)
+            $0.value != $1.value ? $0.value > $1.value : Self.precedes($0.key, $1.key)
         }
         for (index, flap) in flaps.enumerated() {
             if index > 0 { json.raw(",") }
@@ -129,6 +124,22 @@ extension HTTPRouter: EventStreamSource {
         }
         json.raw("]}")
         return Self.json(200, json)
+    }
+}
+
+/// The SSE frames of recent events, by id (ids are contiguous: a ring indexed by id).
+struct EventFrames {
+    private var slots: [(id: UInt64, bytes: [UInt8])?] = Array(repeating: nil, count: 4096)
+
+    mutating func frame(for event: RegistryEvent) -> [UInt8] {
+        let slot = Int(event.id % UInt64(self.slots.count))
+        if let cached = self.slots[slot], cached.id == event.id { return cached.bytes }
+        var json = JSONWriter(capacity: 384)
+        json.event(event)
+        var bytes: [UInt8] = []
+        HTTPRouter.appendFrame(to: &bytes, event: event.name, id: event.id, data: json.bytes)
+        self.slots[slot] = (event.id, bytes)
+        return bytes
     }
 }
 

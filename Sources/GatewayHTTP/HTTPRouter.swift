@@ -2,6 +2,12 @@ import EPMDProtocol
 import EPMDRegistry
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The HTTP API as a pure function from request to response, over registry snapshots. No C, no
 /// sockets: testable as a value. Long-poll (`GET /v1/nodes?index=N&wait=S`) is split in two: the
 /// router says whether a request should wait (`longPollWait`), the daemon suspends it, and once the
@@ -24,7 +30,7 @@ public struct HTTPRouter: Sendable {
     public let isReady: @Sendable () -> Bool
     /// The Prometheus exposition (text format 0.0.4) for `/metrics`; `nil` answers 404.
     public let metrics: (@Sendable () -> [UInt8])?
-    private let cache = NodeListCache()
+    let cache = NodeListCache()
 
     public init(
         registry: NodeRegistry,
@@ -209,16 +215,12 @@ public struct HTTPRouter: Sendable {
         if request.header("if-none-match") == etag {
             return HTTPResponse(status: 304, headers: [("ETag", etag)])
         }
-        selected.sort { $0.name.lexicographicallyPrecedes($1.name) }
         var json = JSONWriter(capacity: 64 + selected.count * 256)
         json.raw("{\"generation\":")
         json.number(generation)
-        json.raw(",\"nodes\":[")
-        for (index, node) in selected.enumerated() {
-            if index > 0 { json.raw(",") }
-            json.node(node)
-        }
-        json.raw("]}")
+        json.raw(",\"nodes\":")
+        self.appendNodeArray(selected, to: &json, complete: request.query["type"] == nil)
+        json.raw("}")
         var response = Self.json(200, json)
         if request.query["type"] == nil { self.cache.store(response.body, for: generation) }
         response.headers.append(("ETag", etag))
@@ -259,6 +261,35 @@ public struct HTTPRouter: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// Appends `[Node,...]` sorted by name. Each node's JSON is rendered once per registration and
+    /// reused (a registration never changes while it lives), so a list after a change costs a sort and
+    /// a copy rather than rendering every node again. `complete` says `nodes` is the whole table:
+    /// then renderings of nodes no longer registered are dropped.
+    func appendNodeArray(_ nodes: [RegisteredNode], to json: inout JSONWriter, complete: Bool) {
+        var sorted = nodes
+        sorted.sort { Self.precedes($0.name, $1.name) }
+        json.raw("[")
+        let live = complete ? nodes.count : self.registry.count
+        self.cache.withFragments(complete: complete, liveCount: live) { fragments in
+            for (index, node) in sorted.enumerated() {
+                if index > 0 { json.raw(",") }
+                fragments.append(node, to: &json)
+            }
+        }
+        json.raw("]")
+    }
+
+    /// Byte order of names (what `lexicographicallyPrecedes` gives, with `memcmp`'s speed).
+    public static func precedes(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        let order = lhs.withUnsafeBytes { a in
+            rhs.withUnsafeBytes { b -> Int32 in
+                guard let pa = a.baseAddress, let pb = b.baseAddress else { return 0 }
+                return memcmp(pa, pb, min(a.count, b.count))
+            }
+        }
+        return order != 0 ? order < 0 : lhs.count < rhs.count
+    }
 
     /// Names in paths: not empty, at most 255 code points, no `/` (sent as `%2F`) and no NUL.
     static func invalidName(_ name: String) -> HTTPResponse? {
@@ -321,6 +352,24 @@ final class NodeListCache: Sendable {
     }
 
     private let entries = Mutex(Entries())
+    private let fragments = Mutex(NodeFragments())
+    private let frames = Mutex(EventFrames())
+
+    /// Runs `body` with the rendered event frames, under their lock.
+    func withFrames<T>(_ body: (inout EventFrames) -> T) -> T {
+        self.frames.withLock { body(&$0) }
+    }
+
+    /// Runs `body` with the per-registration renderings, under their lock. Renderings of nodes gone
+    /// are dropped by a complete render, or once they outnumber the `liveCount` registrations.
+    func withFragments(complete: Bool, liveCount: Int, _ body: (inout NodeFragments) -> Void) {
+        self.fragments.withLock { fragments in
+            if fragments.count > 2 * liveCount + 1024 { fragments = NodeFragments() }
+            if complete { fragments.startSweep() }
+            body(&fragments)
+            if complete { fragments.finishSweep() }
+        }
+    }
 
     func body(for generation: UInt64) -> [UInt8]? {
         self.entries.withLock { $0.generation == generation ? $0.list : nil }
@@ -343,5 +392,37 @@ final class NodeListCache: Sendable {
             // Bounded: at most one entry per registered name of this generation.
             $0.nodes[name] = body
         }
+    }
+}
+
+/// Each live registration's `Node` JSON, rendered once. Keyed by the registration's sequence number
+/// (unique per registration, so a name registered again is rendered again). Bounded: a render of the
+/// whole table keeps only what it used.
+struct NodeFragments {
+    private var rendered: [UInt64: [UInt8]] = [:]
+    private var used: [UInt64: [UInt8]]?
+
+    var count: Int { self.rendered.count }
+
+    mutating func startSweep() { self.used = [:] }
+
+    mutating func finishSweep() {
+        if let used = self.used { self.rendered = used }
+        self.used = nil
+    }
+
+    /// Appends the node's JSON, rendering it on first use.
+    mutating func append(_ node: RegisteredNode, to json: inout JSONWriter) {
+        let fragment: [UInt8]
+        if let cached = self.rendered[node.sequence] {
+            fragment = cached
+        } else {
+            var single = JSONWriter(capacity: 256)
+            single.node(node)
+            fragment = single.bytes
+            self.rendered[node.sequence] = fragment
+        }
+        self.used?[node.sequence] = fragment
+        json.append(fragment)
     }
 }

@@ -40,6 +40,9 @@ struct JSONWriter {
 
     mutating func string(_ text: String) { self.string(text.utf8) }
 
+    /// Appends bytes that are already JSON.
+    mutating func append(_ json: [UInt8]) { self.bytes.append(contentsOf: json) }
+
     mutating func number(_ value: some BinaryInteger) {
         self.bytes.appendDecimal(Int(value))
     }

@@ -1,5 +1,6 @@
 import EPMDProtocol
 import EPMDRegistry
+import Foundation
 import GatewayHTTP
 import Testing
 
@@ -150,5 +151,28 @@ import Testing
         let unknown = router.respond(to: HTTPRequest(method: "GET", path: "/nope"))
         #expect(unknown.status == 404)
         #expect(self.body(unknown).contains("\"status\":404"))
+    }
+
+    @Test("lists reuse each registration's JSON, yet a name registered again shows its new registration; byte order")
+    func renderedOncePerRegistration() {
+        let (router, registry) = Self.router()
+        Self.register(registry, "b", port: 1, id: 1)
+        Self.register(registry, "ab", port: 2, id: 2)
+        Self.register(registry, "a", port: 3, id: 3)
+        Self.register(registry, "\u{e9}", port: 4, id: 4)
+        let names = { () -> [String] in
+            let text = self.body(router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes")))
+            return text.components(separatedBy: "{\"name\":\"").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+        }
+        #expect(names() == ["a", "ab", "b", "\u{e9}"])
+        registry.unregister(connection: ConnectionID(1))
+        Self.register(registry, "b", port: 99, id: 5)
+        let text = self.body(
+            router.respond(to: HTTPRequest(method: "GET", path: "/v1/nodes", query: ["type": "normal"]))
+        )
+        #expect(text.contains("{\"name\":\"b\",\"port\":99,"))
+        #expect(!text.contains("\"port\":1,"))
+        #expect(HTTPRouter.precedes([0x61], [0x61, 0x62]) && !HTTPRouter.precedes([0x61, 0x62], [0x61]))
+        #expect(HTTPRouter.precedes([0x7A], [0xC3, 0xA9]) && !HTTPRouter.precedes([], []))
     }
 }

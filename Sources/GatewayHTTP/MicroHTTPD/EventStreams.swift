@@ -21,6 +21,8 @@ final class EventStreams: Sendable {
         struct State {
             /// The suspended-or-not `MHD_Connection`, as an address.
             var connection: UInt
+            /// Its socket, polled for a hang-up while the connection is suspended.
+            var fd: Int32
             var pending: [UInt8]
             var offset = 0
             /// The id the watcher has seen (nil: it still needs its first `reset`).
@@ -44,6 +46,7 @@ final class EventStreams: Sendable {
             self.state = Mutex(
                 State(
                     connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))),
+                    fd: cmhd_connection_fd(connection),
                     pending: HTTPRouter.streamPreamble,
                     lastID: lastID
                 )
@@ -84,6 +87,11 @@ final class EventStreams: Sendable {
                 state.offset += count
                 return count
             }
+        }
+
+        /// The socket of a suspended stream (nil while libmicrohttpd owns the connection).
+        var suspendedDescriptor: Int32? {
+            self.state.withLock { $0.suspended && $0.fd >= 0 ? $0.fd : nil }
         }
 
         /// Wakes the stream if it sleeps; `heartbeat` asks for a ping, `close` ends it.
@@ -166,26 +174,60 @@ final class EventStreams: Sendable {
         _ = self.finished.wait(timeout: .now() + 2)
     }
 
-    /// Wakes every stream after a change; sends heartbeats to every stream each `heartbeatSeconds`.
+    /// Wakes every stream after a change; sends heartbeats to every stream each `heartbeatSeconds`;
+    /// and once a second looks for suspended streams whose peer hung up, which libmicrohttpd does not
+    /// notice while a connection is suspended: those get a heartbeat at once, whose write fails and
+    /// ends the stream, so a closed watcher frees its slot within about a second, not at the next
+    /// heartbeat.
     private func notifierLoop() {
         let interval = UInt64(self.heartbeatSeconds) * 1_000_000_000
+        let second: UInt64 = 1_000_000_000
         var nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval
+        var nextHangUpCheck = MicroHTTPDServer.monotonicNanoseconds() + second
         while true {
             let now = MicroHTTPDServer.monotonicNanoseconds()
-            if now < nextHeartbeat {
-                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(nextHeartbeat - now)))
+            let next = min(nextHeartbeat, nextHangUpCheck)
+            if now < next {
+                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(next - now)))
             }
             let (watchers, changed, stopped) = self.state.withLock { state in
                 defer { state.changed = false }
                 return (Array(state.watchers.values), state.changed, state.stopped)
             }
             if stopped { break }
-            let heartbeat = MicroHTTPDServer.monotonicNanoseconds() >= nextHeartbeat
-            if heartbeat { nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval }
-            guard changed || heartbeat else { continue }
-            for watcher in watchers { watcher.wake(heartbeat: heartbeat) }
+            let after = MicroHTTPDServer.monotonicNanoseconds()
+            let heartbeat = after >= nextHeartbeat
+            if heartbeat { nextHeartbeat = after + interval }
+            if changed || heartbeat {
+                for watcher in watchers { watcher.wake(heartbeat: heartbeat) }
+            } else if after >= nextHangUpCheck {
+                for watcher in Self.hungUp(watchers) { watcher.wake(heartbeat: true) }
+            }
+            if after >= nextHangUpCheck { nextHangUpCheck = after + second }
         }
         self.finished.signal()
+    }
+
+    /// Linux's POLLRDHUP (the peer shut down its writing side), which Glibc exports only under
+    /// `_GNU_SOURCE`.
+    private static let pollReadHangUp: Int16 = 0x2000
+
+    /// The suspended watchers whose peer closed or reset its end (one `poll`, no waiting). A socket
+    /// read here may have been closed and reused since (the stream was resumed and ended meanwhile):
+    /// then the wrong watcher gets a harmless extra heartbeat, or none.
+    private static func hungUp(_ watchers: [Watcher]) -> [Watcher] {
+        var polled: [(watcher: Watcher, fd: Int32)] = []
+        for watcher in watchers {
+            if let fd = watcher.suspendedDescriptor { polled.append((watcher, fd)) }
+        }
+        guard !polled.isEmpty else { return [] }
+        let hangUp = Self.pollReadHangUp | Int16(POLLHUP) | Int16(POLLERR)
+        var fds = polled.map { pollfd(fd: $0.fd, events: Self.pollReadHangUp, revents: 0) }
+        let ready = fds.withUnsafeMutableBufferPointer { buffer in
+            poll(buffer.baseAddress, nfds_t(buffer.count), 0)
+        }
+        guard ready > 0 else { return [] }
+        return zip(polled, fds).compactMap { entry, result in result.revents & hangUp != 0 ? entry.watcher : nil }
     }
 
     /// libmicrohttpd's content reader for a stream.
