@@ -169,40 +169,6 @@ struct MetricsTests {
         #expect(normal != nil)
     }
 
-    @Test(
-        "/metrics with 19,000 registrations: every scrape answered, the node gauge and open descriptors exact",
-        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("curl"))
-    )
-    func scrapeWith19000Registrations() async throws {
-        let count = 19_000
-        let limit = ConformanceFDBudget.descriptorLimit
-        try #require(
-            limit >= count + ConformanceFDBudget.unreserved,
-            "RLIMIT_NOFILE is \(limit): this test needs \(count + ConformanceFDBudget.unreserved) (ulimit -n 20000)"
-        )
-        try await ConformanceFDBudget.with(count + 50) {
-            let httpPort = try FreePort.next()
-            try await GatewayProcess.with(arguments: ["--http-port", String(httpPort)]) { gateway in
-                let names = (0..<count).map { "metrics\($0)" }
-                let nodes = try await W.registerMany(
-                    port: gateway.port,
-                    names: names,
-                    nodePort: { UInt16(1024 + $0) },
-                    batch: 500
-                )
-                defer { for node in nodes { close(node.fd) } }
-                #expect(nodes.allSatisfy { $0.reply[0..<2] == [118, 0] })
-
-                // How long a scrape takes is measured by scripts/bench-events, never asserted here.
-                var last = Samples("")
-                for _ in 0..<10 { last = Samples(try await Self.metricsText(httpPort)) }
-                #expect(last["epmd_nodes", ("type", "normal")] == Double(count))
-                #expect((last["process_open_fds"] ?? 0) >= Double(count))
-                #expect((last["http_requests_total", ("route", "/metrics"), ("code", "200")] ?? 0) >= 9)
-            }
-        }
-    }
-
     // MARK: - Helpers
 
     static func startNodes(_ count: Int, cookie: String, epmdPort: UInt16) async throws -> [ErlangNode] {
