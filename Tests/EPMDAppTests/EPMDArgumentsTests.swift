@@ -138,6 +138,32 @@ import Testing
         #expect(!off.httpEnabled)
         #expect(self.parse([], ["EPMD_GATEWAY_HTTP_PORT": "nope"]) == .usage)
     }
+    @Test("event and metrics options, and their environment variables")
+    func eventOptions() {
+        guard
+            case .serve(let options) = self.parse([
+                "--max-watchers", "10", "--event-buffer=64", "--flap-window", "30", "--metrics-node-info",
+            ])
+        else {
+            Issue.record("event options not parsed")
+            return
+        }
+        #expect(options.maxWatchers == 10 && options.eventBuffer == 64 && options.flapWindow == 30)
+        #expect(options.metricsNodeInfo)
+        guard case .serve(let defaults) = self.parse([]) else { return }
+        #expect(defaults.maxWatchers == 256 && defaults.eventBuffer == 1024 && defaults.flapWindow == 10)
+        #expect(!defaults.metricsNodeInfo)
+        let env = [
+            "EPMD_GATEWAY_MAX_WATCHERS": "3", "EPMD_GATEWAY_EVENT_BUFFER": "5", "EPMD_GATEWAY_FLAP_WINDOW": "0",
+            "EPMD_GATEWAY_METRICS_NODE_INFO": "",
+        ]
+        guard case .serve(let fromEnvironment) = self.parse([], env) else { return }
+        #expect(fromEnvironment.maxWatchers == 3 && fromEnvironment.eventBuffer == 5)
+        #expect(fromEnvironment.flapWindow == 0 && fromEnvironment.metricsNodeInfo)
+        #expect(self.parse(["--event-buffer", "0"]) == .usage)
+        #expect(self.parse(["--flap-window", "-1"]) == .usage)
+        #expect(self.parse(["--max-watchers", "many"]) == .usage)
+    }
 }
 
 @Suite struct ListenPlanTests {
@@ -164,4 +190,5 @@ import Testing
         let many = (2...20).map { "127.0.0.\($0)" }.joined(separator: ",")
         #expect(throws: ListenPlan.PlanError.tooMany) { try ListenPlan.make(addresses: many, port: 1) }
     }
+
 }
