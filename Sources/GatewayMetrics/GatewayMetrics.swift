@@ -49,9 +49,12 @@ public final class GatewayMetrics: EPMDServerInstruments {
     private let eventWatchers: Gauge
 
     // The epmd loop.
-    private let requests: [RequestKey: Counter]
+    /// By `RequestKey.slot` (arrays, not dictionaries: this is on every request's path, and hashing
+    /// the key cost more than the counting).
+    private let requests: [Counter?]
     private let unexpectedRequests: HandleCache<RequestKey, Counter>
-    private let requestDurations: [EPMDRequestKind: DurationHistogram]
+    /// By `EPMDRequestKind.rawValue`.
+    private let requestDurations: [DurationHistogram]
     private let registrationFailures: [String: Counter]
     private let connections: Gauge
     private let accepted: Counter
@@ -168,10 +171,10 @@ public final class GatewayMetrics: EPMDServerInstruments {
         self.eventWatchers = gauge("epmd_event_watchers", "Clients watching registry events now.")
 
         // The epmd loop.
-        var requests: [RequestKey: Counter] = [:]
+        var requests = [Counter?](repeating: nil, count: RequestKey.slots)
         for (kind, results) in Self.requestResults {
             for result in results {
-                requests[RequestKey(kind: kind, result: result)] = counter(
+                requests[RequestKey(kind: kind, result: result).slot] = counter(
                     "epmd_requests_total",
                     Self.requestsHelp,
                     [("request", kind.label), ("result", result.rawValue)]
@@ -185,9 +188,8 @@ public final class GatewayMetrics: EPMDServerInstruments {
                 labels: [("request", key.kind.label), ("result", key.result.rawValue)]
             )
         }
-        var requestDurations: [EPMDRequestKind: DurationHistogram] = [:]
-        for kind in EPMDRequestKind.allCases {
-            requestDurations[kind] = collectors.makeDurationHistogram(
+        self.requestDurations = EPMDRequestKind.allCases.sorted { $0.rawValue < $1.rawValue }.map { kind in
+            collectors.makeDurationHistogram(
                 descriptor: Self.descriptor(
                     "epmd_request_duration_seconds",
                     "epmd requests from accept to the reply handed to the kernel, by request type."
@@ -196,7 +198,6 @@ public final class GatewayMetrics: EPMDServerInstruments {
                 buckets: Self.latencyBuckets
             )
         }
-        self.requestDurations = requestDurations
         self.registrationFailures = Self.reasonCounters(
             Self.registrationFailureReasons,
             { counter("epmd_registration_failures_total", "Well-formed registrations refused, by reason.", $0) }
@@ -307,8 +308,10 @@ public final class GatewayMetrics: EPMDServerInstruments {
 
     public func requestServed(_ kind: EPMDRequestKind, result: EPMDRequestResult, seconds: Double) {
         let key = RequestKey(kind: kind, result: result)
-        (self.requests[key] ?? self.unexpectedRequests.handle(for: key)).increment()
-        self.requestDurations[kind]?.record(Self.duration(seconds: seconds))
+        (self.requests[key.slot] ?? self.unexpectedRequests.handle(for: key)).increment()
+        if kind.rawValue < self.requestDurations.count {
+            self.requestDurations[kind.rawValue].record(Self.duration(seconds: seconds))
+        }
     }
 
     public func connectionAccepted() {
@@ -448,6 +451,19 @@ public final class GatewayMetrics: EPMDServerInstruments {
 struct RequestKey: Hashable, Sendable {
     var kind: EPMDRequestKind
     var result: EPMDRequestResult
+
+    /// Every (kind, result) pair has its own index below `slots`.
+    static let slots = EPMDRequestKind.allCases.count * 3
+
+    var slot: Int {
+        let result: Int
+        switch self.result {
+        case .ok: result = 0
+        case .notFound: result = 1
+        case .refused: result = 2
+        }
+        return self.kind.rawValue * 3 + result
+    }
 }
 
 /// A (route, code) pair, the labels of `http_requests_total`.
