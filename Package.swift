@@ -6,9 +6,10 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// The loop is epoll, the HTTP front libmicrohttpd with Linux flags: Linux only. SwiftPM's `platforms:`
+// lists Apple platforms alone, so Linux is stated here and enforced by `#error` in `EPMDPosix`.
 let package = Package(
     name: "epmd-gateway",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "epmd-gateway", targets: ["epmd-gateway"]),
         .library(name: "EPMDProtocol", targets: ["EPMDProtocol"]),
@@ -19,19 +20,28 @@ let package = Package(
         .library(name: "GatewayMetrics", targets: ["GatewayMetrics"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1")
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: - Targets
 
         /// Linux headers Swift cannot import cleanly on its own (epoll, signalfd, socket option shims).
         .target(name: "CEPMDSystem"),
+        /// The one POSIX layer: every system call and every unsafe pointer outside `GatewayHTTP/MicroHTTPD/`
+        /// (sockets, addresses, epoll, clocks, threads, spawn, the sd_notify datagram). errno is read at once.
+        .target(name: "EPMDPosix", dependencies: ["CEPMDSystem"]),
         /// Pure wire codec: every byte layout of the epmd protocol, no I/O.
         .target(name: "EPMDProtocol"),
         /// The name table: registration rules, creation numbers, the unregistered FIFO.
         .target(name: "EPMDRegistry", dependencies: ["EPMDProtocol"]),
         /// The epmd port: our own epoll loop, connection state machine, listeners.
-        .target(name: "EPMDServer", dependencies: ["CEPMDSystem", "EPMDProtocol", "EPMDRegistry"]),
+        .target(
+            name: "EPMDServer",
+            dependencies: [
+                "EPMDPosix", "EPMDProtocol", "EPMDRegistry", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// libmicrohttpd, with fixed-signature wrappers for its variadic calls.
         .systemLibrary(
             name: "CMicroHTTPD",
@@ -56,7 +66,8 @@ let package = Package(
         .target(
             name: "EPMDApp",
             dependencies: [
-                "CEPMDSystem", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP", "GatewayMetrics",
+                "CEPMDSystem", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP",
+                "GatewayMetrics", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         /// The thin executable.
@@ -68,9 +79,9 @@ let package = Package(
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "EPMDServerTests",
-            dependencies: ["EPMDServer", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
+            dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
         ),
-        .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer"]),
+        .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer", "EPMDPosix"]),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "GatewayMetricsTests",

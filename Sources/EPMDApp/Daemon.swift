@@ -1,4 +1,5 @@
 import CEPMDSystem
+import EPMDPosix
 import EPMDServer
 
 #if canImport(Glibc)

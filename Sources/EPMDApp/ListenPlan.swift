@@ -1,3 +1,4 @@
+import EPMDPosix
 import EPMDServer
 
 /// Which addresses to listen on, by C epmd's rules (reference §9.1).

@@ -1,4 +1,5 @@
 import CEPMDSystem
+import EPMDPosix
 
 #if canImport(Glibc)
 import Glibc

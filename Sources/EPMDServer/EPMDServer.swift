@@ -1,4 +1,5 @@
 import CEPMDSystem
+import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
 import Synchronization

@@ -1,3 +1,4 @@
+import EPMDPosix
 import EPMDProtocol
 
 /// Everything the epmd loop needs to know, as a value.

@@ -1,3 +1,5 @@
+import EPMDPosix
+
 /// C epmd's `local_peer` rule, decided once at accept: the peer is 127.0.0.0/8 or ::1 (or an
 /// IPv4-mapped loopback), or the peer's address equals the socket's own local address.
 public enum PeerLocality {

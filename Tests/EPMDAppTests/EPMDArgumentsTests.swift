@@ -1,4 +1,5 @@
 import EPMDApp
+import EPMDPosix
 import EPMDServer
 import Testing
 

@@ -1,3 +1,4 @@
+import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer

@@ -1,3 +1,4 @@
+import EPMDPosix
 import EPMDServer
 import Testing
 
