@@ -31,6 +31,11 @@ let package = Package(
         /// The one POSIX layer: every system call and every unsafe pointer outside `GatewayHTTP/MicroHTTPD/`
         /// (sockets, addresses, epoll, clocks, threads, spawn, the sd_notify datagram). errno is read at once.
         .target(name: "EPMDPosix", dependencies: ["CEPMDSystem"]),
+        /// swift-log's handler for C epmd's own log lines (stderr, syslog, the journal).
+        .target(
+            name: "EPMDLogging",
+            dependencies: ["EPMDPosix", .product(name: "Logging", package: "swift-log")]
+        ),
         /// Pure wire codec: every byte layout of the epmd protocol, no I/O.
         .target(name: "EPMDProtocol"),
         /// The name table: registration rules, creation numbers, the unregistered FIFO.
@@ -66,7 +71,7 @@ let package = Package(
         .target(
             name: "EPMDApp",
             dependencies: [
-                "CEPMDSystem", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP",
+                "CEPMDSystem", "EPMDLogging", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP",
                 "GatewayMetrics", .product(name: "Logging", package: "swift-log"),
             ]
         ),

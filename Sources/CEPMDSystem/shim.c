@@ -2,6 +2,8 @@
 #include "CEPMDSystem.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
 #include <syslog.h>
 
 void cepmd_syslog(int priority, const char *message) {
@@ -61,4 +63,11 @@ int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     return result;
+}
+
+void cepmd_set_thread_name(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof(truncated) - 1);
+    truncated[sizeof(truncated) - 1] = '\0';
+    pthread_setname_np(pthread_self(), truncated);
 }

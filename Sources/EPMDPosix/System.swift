@@ -219,6 +219,26 @@ public enum System {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
+    /// Sends one preformatted line to syslog (`syslog()` itself is variadic).
+    public static func syslog(priority: Int32, _ message: String) {
+        cepmd_syslog(priority, message)
+    }
+
+    /// The device and inode of an open descriptor (`fstat`), as systemd writes them in `JOURNAL_STREAM`.
+    public static func fileIdentity(_ fd: Int32) -> (device: UInt64, inode: UInt64)? {
+        var status = stat()
+        guard (try? self.syscall("fstat", { fstat(fd, &status) })) != nil else { return nil }
+        return (UInt64(status.st_dev), UInt64(status.st_ino))
+    }
+
+    /// The wall clock as `ctime_r` prints it, without the newline: `Wed Dec  2 05:17:57 2026`.
+    public static func ctimeNow() -> String {
+        var now = time(nil)
+        var buffer = [CChar](repeating: 0, count: 64)
+        guard ctime_r(&now, &buffer) != nil else { return "?" }
+        return String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The monotonic clock in nanoseconds.
     public static func monotonicNanoseconds() -> UInt64 {
         var spec = timespec()

@@ -34,4 +34,7 @@ int cepmd_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags
 /// default. Returns 0 or an errno value.
 int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[], int keep_fd);
 
+/// pthread_setname_np() is declared only under _GNU_SOURCE: names the calling thread (15 bytes kept).
+void cepmd_set_thread_name(const char *name);
+
 #endif
