@@ -1,6 +1,7 @@
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
+import Logging
 import Prometheus
 import Synchronization
 
@@ -36,6 +37,7 @@ public final class GatewayMetrics: EPMDServerInstruments {
     public let collectors = PrometheusCollectorRegistry()
     /// Whether `epmd_node_info{name,port,type}` series are written (one per registered node).
     public let nodeInfo: Bool
+    private let logger: Logger
 
     // Registry.
     private let nodesNormal: Gauge
@@ -124,9 +126,11 @@ public final class GatewayMetrics: EPMDServerInstruments {
     ///   - httpRoutes: the route templates the HTTP front reports (`HTTPRouter.routes`); any other
     ///     route string is counted as `other`, so the `route` label stays bounded.
     ///   - nodeInfo: write one `epmd_node_info{name,port,type} 1` series per registered node.
-    public init(build: BuildInfo, httpRoutes: [String], nodeInfo: Bool = false) {
+    ///   - logger: where the metrics log (an unexpected label value, a `/proc` read that failed).
+    public init(build: BuildInfo, httpRoutes: [String], nodeInfo: Bool = false, logger: Logger) {
         let collectors = self.collectors
         self.nodeInfo = nodeInfo
+        self.logger = logger
 
         func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
             collectors.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)

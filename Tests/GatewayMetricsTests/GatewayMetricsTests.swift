@@ -1,6 +1,7 @@
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
+import Logging
 import Synchronization
 import Testing
 
@@ -17,7 +18,8 @@ import Glibc
         GatewayMetrics(
             build: BuildInfo(version: "9.8.7", libmicrohttpdVersion: "0.9.75", swiftVersion: "6.3.1"),
             httpRoutes: Self.routes,
-            nodeInfo: nodeInfo
+            nodeInfo: nodeInfo,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
     }
 
