@@ -90,7 +90,8 @@ let package = Package(
         .testTarget(
             name: "EPMDAppTests",
             dependencies: [
-                "EPMDApp", "EPMDServer", "EPMDPosix", "EPMDRegistry", .product(name: "Logging", package: "swift-log"),
+                "EPMDApp", "EPMDServer", "EPMDPosix", "EPMDRegistry", "GatewayMetrics",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
