@@ -73,7 +73,12 @@ public enum EPMDApplication {
             defer {
                 if Daemon.isChild(options, environment: environment) { Daemon.reportReady(environment: environment) }
             }
-            gateway = try Gateway.build(options: options, environment: environment, logger: logger, handlesSignals: true)
+            gateway = try Gateway.build(
+                options: options,
+                environment: environment,
+                logger: logger,
+                handlesSignals: true
+            )
         } catch .addressInUse(let message) {
             // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
             logger.info("\(message)")

@@ -343,7 +343,10 @@ extension Gateway {
         case .info: level = 1
         case .notice, .warning, .error, .critical: level = 0
         }
-        return EPMDLogger(level: level, sink: Daemon.isChild(options, environment: environment) ? .syslog : .standardError)
+        return EPMDLogger(
+            level: level,
+            sink: Daemon.isChild(options, environment: environment) ? .syslog : .standardError
+        )
     }
 
     /// The listening sockets: systemd's (`-systemd`), or C epmd's listen plan.

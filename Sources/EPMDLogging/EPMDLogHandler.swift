@@ -74,7 +74,12 @@ public struct EPMDLogHandler: LogHandler {
     public func log(event: LogEvent) {
         switch self.sink {
         case .standardError, .journal:
-            let line = Self.line(event.message.description, level: event.level, sink: self.sink, time: System.ctimeNow())
+            let line = Self.line(
+                event.message.description,
+                level: event.level,
+                sink: self.sink,
+                time: System.ctimeNow()
+            )
             try? System.writeAll(self.descriptor, line)
         case .syslog:
             System.syslog(priority: Self.priority(event.level), event.message.description)

@@ -48,7 +48,12 @@ public struct ClientSocket: ~Copyable {
             let result = bytes.withUnsafeBytes { raw in
                 Result { () throws(SystemError) in
                     try System.syscall("send") {
-                        Glibc.send(self.descriptor, raw.baseAddress.map { $0 + start }, raw.count - start, Int32(MSG_NOSIGNAL))
+                        Glibc.send(
+                            self.descriptor,
+                            raw.baseAddress.map { $0 + start },
+                            raw.count - start,
+                            Int32(MSG_NOSIGNAL)
+                        )
                     }
                 }
             }

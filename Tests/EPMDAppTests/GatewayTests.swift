@@ -220,7 +220,10 @@ import Testing
         #expect(second.isReady)
         #expect(Self.namesPort(second.epmdPort) == 0)
         #expect(logs.entries.contains { "\($0.message)".hasPrefix("HTTP front disabled") && $0.level == .warning })
-        let exposition = String(decoding: second.metrics.exposition(registry: second.registry, openConnections: 0), as: UTF8.self)
+        let exposition = String(
+            decoding: second.metrics.exposition(registry: second.registry, openConnections: 0),
+            as: UTF8.self
+        )
         #expect(exposition.contains("\nepmd_gateway_http_up 0"))
 
         second.shutdown()

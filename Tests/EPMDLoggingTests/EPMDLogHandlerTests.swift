@@ -47,7 +47,12 @@ import Glibc
     @Test("a stderr line is C epmd's dbg_printf line: 'epmd: <ctime>: <message>\\r\\n'")
     func standardErrorLine() throws {
         #expect(
-            EPMDLogHandler.line("epmd running - daemon = 0", level: .info, sink: .standardError, time: "Wed Dec  2 05:17:57 2026")
+            EPMDLogHandler.line(
+                "epmd running - daemon = 0",
+                level: .info,
+                sink: .standardError,
+                time: "Wed Dec  2 05:17:57 2026"
+            )
                 == Array("epmd: Wed Dec  2 05:17:57 2026: epmd running - daemon = 0\r\n".utf8)
         )
         let capture = try Capture()
@@ -136,7 +141,9 @@ import Glibc
             EPMDLogHandler.standardErrorSink(environment: ["JOURNAL_STREAM": matching], descriptor: other.writeEnd)
                 == .standardError
         )
-        for value in ["", "garbage", "\(identity.device):", ":\(identity.inode)", "\(identity.device):\(identity.inode + 1)"] {
+        for value in [
+            "", "garbage", "\(identity.device):", ":\(identity.inode)", "\(identity.device):\(identity.inode + 1)",
+        ] {
             #expect(
                 EPMDLogHandler.standardErrorSink(environment: ["JOURNAL_STREAM": value], descriptor: capture.writeEnd)
                     == .standardError,
@@ -145,7 +152,10 @@ import Glibc
         }
         #expect(EPMDLogHandler.standardErrorSink(environment: [:], descriptor: capture.writeEnd) == .standardError)
         // A closed descriptor has no identity: never the journal.
-        #expect(EPMDLogHandler.standardErrorSink(environment: ["JOURNAL_STREAM": matching], descriptor: -1) == .standardError)
+        #expect(
+            EPMDLogHandler.standardErrorSink(environment: ["JOURNAL_STREAM": matching], descriptor: -1)
+                == .standardError
+        )
     }
 
     @Test("a regular file as stderr: matched by its own device and inode")
