@@ -63,6 +63,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+                "EPMDPosix",
                 "EPMDServer",
                 "EPMDRegistry",
                 "EPMDProtocol",

@@ -237,17 +237,17 @@ public final class Gateway: Sendable {
                 configuration: configuration,
                 longPoll: { router.longPollWait(for: $0) },
                 events: router,
-                observer: { metrics.httpRequest(route: $0, status: $1, seconds: $2) },
+                observer: { metrics.http.httpRequest(route: $0, status: $1, seconds: $2) },
                 handler: { router.respond(to: $0) }
             )
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
-            metrics.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
-            metrics.httpFrontStarted(true)
+            metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
+            metrics.http.httpFrontStarted(true)
             self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)")
             self.http.withLock { $0 = http }
         } catch {
             self.logger.warning("HTTP front disabled, the epmd port runs on: \(error)")
-            metrics.httpFrontStarted(false)
+            metrics.http.httpFrontStarted(false)
         }
     }
 }
@@ -296,14 +296,14 @@ extension Gateway {
             nodeInfo: options.metricsNodeInfo,
             logger: logger
         )
-        registry.addChangeObserver { metrics.record($0) }
+        registry.addChangeObserver { metrics.registry.record($0) }
         let server: EPMDServer
         do {
             server = try EPMDServer(
                 configuration: configuration,
                 registry: registry,
                 logger: Self.loopLogger(logger, options: options, environment: environment),
-                instruments: metrics
+                instruments: metrics.loop
             )
         } catch let error as ListenerError {
             if case .addressInUse = error { throw .addressInUse(error.description) }
