@@ -187,7 +187,7 @@ public final class Gateway: Sendable {
             }
         } catch {
             self.logger.error("event loop failed: \(error)")
-            self.server.shutdown()
+            self.closeUnrun()
             return .failed("\(error)")
         }
         func loopEnded() -> StopReason? { outcome.withLock { $0 } }

@@ -23,7 +23,7 @@ public struct EPMDLogHandler: LogHandler {
         case standardError
         /// stderr when it is the journal: `<N>epmd: <message>\n`.
         case journal
-        /// syslog (daemon mode), as C epmd logs with `-daemon`.
+        /// syslog (daemon mode), as C epmd logs with `-daemon`: `epmd: <message>` at ``syslogPriority``.
         case syslog
     }
 
@@ -82,7 +82,7 @@ public struct EPMDLogHandler: LogHandler {
             )
             try? System.writeAll(self.descriptor, line)
         case .syslog:
-            System.syslog(priority: Self.priority(event.level), event.message.description)
+            System.syslog(priority: Self.syslogPriority, event.message.description)
         }
     }
 
@@ -102,7 +102,11 @@ public struct EPMDLogHandler: LogHandler {
         }
     }
 
-    /// The syslog priority of a level (also journald's `<N>`).
+    /// The priority of every syslog line: C epmd's `dbg_printf` logs all of them at `LOG_ERR` in daemon
+    /// mode, whatever their level (the level decides only whether a line is written).
+    public static let syslogPriority: Int32 = LOG_ERR
+
+    /// The syslog priority of a level: journald's `<N>`.
     public static func priority(_ level: Logger.Level) -> Int32 {
         switch level {
         case .trace, .debug: LOG_DEBUG

@@ -89,7 +89,7 @@ import Glibc
         #expect(EPMDLogHandler.line("m", level: .error, sink: .syslog, time: "unused") == Array("epmd: m".utf8))
     }
 
-    @Test("syslog priorities: debug 7, info 6, notice 5, warning 4, error 3, critical 2")
+    @Test("journal priorities: debug 7, info 6, notice 5, warning 4, error 3, critical 2; syslog: always 3, as C")
     func priorities() {
         let expected: [(Logger.Level, Int32)] = [
             (.trace, 7), (.debug, 7), (.info, 6), (.notice, 5), (.warning, 4), (.error, 3), (.critical, 2),
@@ -97,6 +97,8 @@ import Glibc
         for (level, priority) in expected {
             #expect(EPMDLogHandler.priority(level) == priority, "\(level)")
         }
+        // syslog keeps C epmd's single priority.
+        #expect(EPMDLogHandler.syslogPriority == 3)
     }
 
     @Test(
