@@ -97,6 +97,7 @@ import Testing
         #expect(gateway.httpPort == nil)
         #expect(!gateway.isReady)
         let runner = try Runner(gateway)
+        defer { gateway.shutdown() }  // a failed #require must not leave the run thread behind
         try #require(await Self.poll(seconds: 10) { gateway.state == .running }, "not running: \(gateway.state)")
         #expect(gateway.isReady)
         let httpPort = try #require(gateway.httpPort)
@@ -127,6 +128,7 @@ import Testing
         let (logger, _) = Self.logger()
         let gateway = try Gateway.build(options: Self.options(grace: 1), environment: [:], logger: logger)
         let runner = try Runner(gateway)
+        defer { gateway.shutdown() }  // a failed #require must not leave the run thread behind
         try #require(await Self.poll(seconds: 10) { gateway.state == .running })
         let httpPort = try #require(gateway.httpPort)
         let clock = ContinuousClock()
@@ -151,6 +153,7 @@ import Testing
         let (logger, logs) = Self.logger()
         let gateway = try Gateway.build(options: Self.options(http: false), environment: [:], logger: logger)
         let runner = try Runner(gateway)
+        defer { gateway.shutdown() }  // a failed #require must not leave the run thread behind
         try #require(await Self.poll(seconds: 10) { gateway.state == .running })
         gateway.shutdown()
         _ = try await runner.finish()
@@ -187,6 +190,7 @@ import Testing
         let (logger, _) = Self.logger()
         let gateway = try Gateway.build(options: Self.options(http: false), environment: [:], logger: logger)
         let runner = try Runner(gateway)
+        defer { gateway.shutdown() }  // a failed #require must not leave the run thread behind
         try #require(await Self.poll(seconds: 10) { gateway.state == .running })
         let socket = try ClientSocket.connect(to: .loopbackIPv4(port: gateway.epmdPort))
         try socket.sendAll([0, 1, 107])
@@ -202,6 +206,7 @@ import Testing
         let (logger, logs) = Self.logger()
         let first = try Gateway.build(options: Self.options(), environment: [:], logger: logger)
         let runner = try Runner(first)
+        defer { first.shutdown() }
         try #require(await Self.poll(seconds: 10) { first.state == .running })
         let httpPort = try #require(first.httpPort)
 
@@ -215,6 +220,7 @@ import Testing
         sameHTTPPort.httpPort = Int(httpPort)
         let second = try Gateway.build(options: sameHTTPPort, environment: [:], logger: logger)
         let secondRunner = try Runner(second)
+        defer { second.shutdown() }
         try #require(await Self.poll(seconds: 10) { second.state == .running })
         #expect(second.httpPort == nil)
         #expect(second.isReady)
