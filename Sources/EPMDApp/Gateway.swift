@@ -195,8 +195,10 @@ public final class Gateway: Sendable {
             self.wake.wait(milliseconds: -1)
         }
         if loopEnded() == nil {
-            let grace = UInt64(max(self.options.shutdownGrace, 0)) * 1_000_000_000
-            if grace > 0 { self.logger.info("shutdown requested, draining for \(self.options.shutdownGrace) s") }
+            // At most an hour, as the command line allows (options built in code are not parsed).
+            let seconds = min(max(self.options.shutdownGrace, 0), 3600)
+            let grace = UInt64(seconds) * 1_000_000_000
+            if grace > 0 { self.logger.info("shutdown requested, draining for \(seconds) s") }
             let deadline = System.monotonicNanoseconds() + grace
             while loopEnded() == nil {
                 let now = System.monotonicNanoseconds()
