@@ -62,6 +62,8 @@ let package = Package(
             name: "GatewayMetrics",
             dependencies: [
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                "EPMDPosix",
                 "EPMDServer",
                 "EPMDRegistry",
                 "EPMDProtocol",
@@ -71,7 +73,7 @@ let package = Package(
         .target(
             name: "EPMDApp",
             dependencies: [
-                "CEPMDSystem", "EPMDLogging", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP",
+                "EPMDLogging", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "EPMDServer", "GatewayHTTP",
                 "GatewayMetrics", .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,11 +88,25 @@ let package = Package(
             name: "EPMDServerTests",
             dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
         ),
-        .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer", "EPMDPosix"]),
+        .testTarget(
+            name: "EPMDAppTests",
+            dependencies: [
+                "EPMDApp", "EPMDServer", "EPMDPosix", "EPMDRegistry", "GatewayMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "EPMDLoggingTests",
+            dependencies: ["EPMDLogging", "EPMDPosix", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "GatewayMetricsTests",
-            dependencies: ["GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol"]
+            dependencies: [
+                "GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -1,12 +1,4 @@
-import CEPMDSystem
 import EPMDPosix
-import EPMDServer
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// `-daemon`. A Swift process may already run threads, so instead of C epmd's bare double fork it
 /// spawns itself again, detached: a new session (`setsid`), working directory `/`, stdio on
@@ -19,50 +11,39 @@ public enum Daemon {
     /// The descriptor on which the daemon reports that its sockets are bound (then closes it).
     public static let readyMarker = "EPMD_GATEWAY_DAEMON_READY_FD"
 
+    /// Whether this process is the spawned daemon of `options` (`-daemon`, and the marker is set).
+    public static func isChild(_ options: EPMDOptions, environment: [String: String]) -> Bool {
+        options.daemon && environment[self.childMarker] != nil
+    }
+
     /// In the daemon: tells the waiting parent that setup is over (bound, or failed).
     public static func reportReady(environment: [String: String]) {
         guard let text = environment[self.readyMarker], let fd = Int32(text), fd > 2 else { return }
-        var byte: UInt8 = 1
-        _ = write(fd, &byte, 1)
-        close(fd)
+        try? System.writeAll(fd, [1])
+        System.close(fd)
     }
 
     /// Spawns the detached copy of this process.
     /// - Parameter arguments: the full argv (program name first) to pass on.
     /// - Throws: `SystemError` when the spawn fails.
     public static func spawnDetached(arguments: [String]) throws(SystemError) {
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else { throw SystemError("pipe", errno: errno) }
-        let (readEnd, writeEnd) = (pipeFDs[0], pipeFDs[1])
-        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
-        defer { close(readEnd) }
-        var environment = Self.environmentStrings()
+        let ready = try ProcessControl.makeChildPipe()
+        defer { System.close(ready.read) }
+        var environment = ProcessControl.environmentEntries().filter {
+            !$0.hasPrefix("\(self.childMarker)=") && !$0.hasPrefix("\(self.readyMarker)=")
+        }
         environment.append("\(self.childMarker)=1")
         environment.append("\(self.readyMarker)=3")
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
+        do {
+            defer { System.close(ready.write) }
+            try ProcessControl.spawnDetached(
+                path: "/proc/self/exe",
+                arguments: arguments,
+                environment: environment,
+                passing: ready.write
+            )
         }
-        let result = cepmd_spawn_detached("/proc/self/exe", argv, envp, writeEnd)
-        close(writeEnd)
-        guard result == 0 else { throw SystemError("posix_spawn", errno: result) }
         // Wait for the ready byte or EOF (the daemon exited), bounded.
-        var poller = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-        _ = poll(&poller, 1, 2000)
-    }
-
-    private static func environmentStrings() -> [String] {
-        var result: [String] = []
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if !text.hasPrefix("\(self.childMarker)="), !text.hasPrefix("\(self.readyMarker)=") {
-                result.append(text)
-            }
-            pointer += 1
-        }
-        return result
+        ProcessControl.waitReadable(ready.read, milliseconds: 2000)
     }
 }

@@ -1,6 +1,6 @@
-import Foundation
+import EPMDPosix
 
 /// The process environment as a dictionary.
 public enum ProcessInfoEnvironment {
-    public static var current: [String: String] { ProcessInfo.processInfo.environment }
+    public static var current: [String: String] { ProcessControl.environment() }
 }

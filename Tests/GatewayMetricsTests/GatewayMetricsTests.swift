@@ -1,6 +1,7 @@
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
+import Logging
 import Synchronization
 import Testing
 
@@ -17,7 +18,8 @@ import Glibc
         GatewayMetrics(
             build: BuildInfo(version: "9.8.7", libmicrohttpdVersion: "0.9.75", swiftVersion: "6.3.1"),
             httpRoutes: Self.routes,
-            nodeInfo: nodeInfo
+            nodeInfo: nodeInfo,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
     }
 
@@ -62,7 +64,7 @@ import Glibc
         for reason in UnregisterReason.allCases {
             #expect(parsed["epmd_unregistrations_total", ("reason", reason.rawValue)] == 0)
         }
-        for (kind, results) in GatewayMetrics.requestResults {
+        for (kind, results) in LoopMetrics.requestResults {
             for result in results {
                 #expect(parsed["epmd_requests_total", ("request", kind.label), ("result", result.rawValue)] == 0)
             }
@@ -73,13 +75,13 @@ import Glibc
             #expect(parsed["epmd_request_duration_seconds_bucket", ("request", kind.label), ("le", "0.5")] == 0)
         }
         #expect(parsed["epmd_requests_total", ("request", "names"), ("result", "refused")] == nil)
-        for reason in GatewayMetrics.malformedReasons + ["other"] {
+        for reason in LoopMetrics.malformedReasons + ["other"] {
             #expect(parsed["epmd_malformed_packets_total", ("reason", reason)] == 0)
         }
-        for reason in GatewayMetrics.registrationFailureReasons + ["other"] {
+        for reason in LoopMetrics.registrationFailureReasons + ["other"] {
             #expect(parsed["epmd_registration_failures_total", ("reason", reason)] == 0)
         }
-        for reason in GatewayMetrics.rejectionReasons + ["other"] {
+        for reason in LoopMetrics.rejectionReasons + ["other"] {
             #expect(parsed["epmd_connections_rejected_total", ("reason", reason)] == 0)
         }
         for type in ["normal", "hidden", "other"] { #expect(parsed["epmd_nodes", ("type", type)] == 0) }
@@ -122,23 +124,23 @@ import Glibc
     func instruments() {
         let metrics = Self.make()
         for seconds in [0.00003, 0.0002, 0.0002, 0.003] {
-            metrics.requestServed(.portPlease2, result: .ok, seconds: seconds)
+            metrics.loop.requestServed(.portPlease2, result: .ok, seconds: seconds)
         }
-        metrics.requestServed(.portPlease2, result: .notFound, seconds: 0.00002)
-        metrics.requestServed(.names, result: .ok, seconds: 0.7)
+        metrics.loop.requestServed(.portPlease2, result: .notFound, seconds: 0.00002)
+        metrics.loop.requestServed(.names, result: .ok, seconds: 0.7)
         // A pair the loop never produces today is still counted (made on first use, then reused).
-        metrics.requestServed(.names, result: .refused, seconds: 0.0001)
-        metrics.requestServed(.names, result: .refused, seconds: 0.0001)
-        metrics.connectionAccepted()
-        metrics.connectionAccepted()
-        metrics.connectionRejected(reason: "emfile")
-        metrics.connectionRejected(reason: "something_new")
-        metrics.packetMalformed(reason: "unknown_code")
-        metrics.packetMalformed(reason: "unknown_code")
-        metrics.packetMalformed(reason: "not_local")
-        metrics.packetMalformed(reason: "free text from nowhere")
-        metrics.registrationFailed(reason: "name_in_use")
-        metrics.connectionTimedOut()
+        metrics.loop.requestServed(.names, result: .refused, seconds: 0.0001)
+        metrics.loop.requestServed(.names, result: .refused, seconds: 0.0001)
+        metrics.loop.connectionAccepted()
+        metrics.loop.connectionAccepted()
+        metrics.loop.connectionRejected(reason: "emfile")
+        metrics.loop.connectionRejected(reason: "something_new")
+        metrics.loop.packetMalformed(reason: "unknown_code")
+        metrics.loop.packetMalformed(reason: "unknown_code")
+        metrics.loop.packetMalformed(reason: "not_local")
+        metrics.loop.packetMalformed(reason: "free text from nowhere")
+        metrics.loop.registrationFailed(reason: "name_in_use")
+        metrics.loop.connectionTimedOut()
 
         let parsed = Self.scrape(metrics)
         #expect(parsed["epmd_requests_total", ("request", "port_please2"), ("result", "ok")] == 4)
@@ -175,7 +177,7 @@ import Glibc
         let clock = TestClock()
         let registry = NodeRegistry(flapWindow: 10, clock: { clock.value })
         let metrics = Self.make()
-        registry.addChangeObserver { metrics.record($0) }
+        registry.addChangeObserver { metrics.registry.record($0) }
 
         try Self.register(registry, "a", id: 1)
         try Self.register(registry, "b", id: 2)
@@ -210,14 +212,14 @@ import Glibc
     @Test("HTTP requests are counted by route template and code; unknown routes and codes are 'other'")
     func http() {
         let metrics = Self.make()
-        metrics.httpRequest(route: "/v1/nodes", status: 200, seconds: 0.0003)
-        metrics.httpRequest(route: "/v1/nodes", status: 200, seconds: 0.0003)
-        metrics.httpRequest(route: "/v1/nodes", status: 304, seconds: 0.00001)
-        metrics.httpRequest(route: "/v1/nodes/{name}", status: 404, seconds: 0.2)
-        metrics.httpRequest(route: "/some/raw/path/with/a/name", status: 404, seconds: 0.001)
-        metrics.httpRequest(route: "/livez", status: 1234, seconds: -1)
-        metrics.httpRequest(route: "/livez", status: 200, seconds: .nan)
-        metrics.httpFrontStarted(true)
+        metrics.http.httpRequest(route: "/v1/nodes", status: 200, seconds: 0.0003)
+        metrics.http.httpRequest(route: "/v1/nodes", status: 200, seconds: 0.0003)
+        metrics.http.httpRequest(route: "/v1/nodes", status: 304, seconds: 0.00001)
+        metrics.http.httpRequest(route: "/v1/nodes/{name}", status: 404, seconds: 0.2)
+        metrics.http.httpRequest(route: "/some/raw/path/with/a/name", status: 404, seconds: 0.001)
+        metrics.http.httpRequest(route: "/livez", status: 1234, seconds: -1)
+        metrics.http.httpRequest(route: "/livez", status: 200, seconds: .nan)
+        metrics.http.httpFrontStarted(true)
 
         let parsed = Self.scrape(metrics)
         #expect(parsed["http_requests_total", ("route", "/v1/nodes"), ("code", "200")] == 2)
@@ -235,7 +237,7 @@ import Glibc
         let routes = Set(parsed.seriesKeys.filter { $0.hasPrefix("http_requests_total") })
         #expect(routes.count == 6)
 
-        metrics.httpFrontStarted(false)
+        metrics.http.httpFrontStarted(false)
         #expect(Self.scrape(metrics)["epmd_gateway_http_up"] == 0)
     }
 
@@ -244,7 +246,7 @@ import Glibc
         let metrics = Self.make()
         #expect(Self.scrape(metrics, watchers: nil)["epmd_event_watchers"] == 0)
         let count = Atomic<Int>(4)
-        metrics.readEventWatchers { count.load(ordering: .relaxed) }
+        metrics.http.readEventWatchers { count.load(ordering: .relaxed) }
         #expect(Self.scrape(metrics, watchers: nil)["epmd_event_watchers"] == 4)
         count.store(2, ordering: .relaxed)
         #expect(Self.scrape(metrics, watchers: nil)["epmd_event_watchers"] == 2)
@@ -437,8 +439,8 @@ import Glibc
             for worker in 0..<8 {
                 group.addTask {
                     for index in 0..<1000 {
-                        metrics.requestServed(.portPlease2, result: .ok, seconds: 0.0001)
-                        metrics.httpRequest(route: "/v1/nodes", status: 200 + worker % 2, seconds: 0.0001)
+                        metrics.loop.requestServed(.portPlease2, result: .ok, seconds: 0.0001)
+                        metrics.http.httpRequest(route: "/v1/nodes", status: 200 + worker % 2, seconds: 0.0001)
                         if index % 100 == 0 {
                             _ = metrics.exposition(registry: registry, openConnections: 0, eventWatchers: 0)
                         }

@@ -135,4 +135,63 @@ import Glibc
         let rest = String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
         #expect(rest.contains("STATUS=Exited.|ERRNO=0"))
     }
+
+    /// One line of C epmd's `dbg_printf` on stderr: `epmd: <ctime>: <message>\r\n`.
+    static var debugLine: Regex<(Substring, Substring)> {
+        #/epmd: [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}: (.*)\r/#
+    }
+
+    @Test("-d: stderr holds only C epmd's lines, 'epmd: <ctime>: <message>\\r\\n', at -d's level")
+    func debugLines() async throws {
+        let gateway = try await GatewayProcess.start(arguments: ["-d"])
+        #expect(try await WireClient.names(port: gateway.port).prefix == UInt32(gateway.port))
+        await gateway.stop()
+        // By scalars: "\r\n" is one Character, so splitting the String at "\n" would not split there.
+        let lines = gateway.log.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.last == "", "the log does not end with a line end: \(gateway.log)")
+        var messages: [String] = []
+        for line in lines.dropLast() {
+            let match = try #require(try Self.debugLine.wholeMatch(in: line), "not epmd's format: \(line)")
+            messages.append(String(match.1))
+        }
+        #expect(messages.contains("epmd running - daemon = 0"), "\(messages)")
+        if !TestBinary.isCEPMD {
+            // Level 2 and below (`-d -d`) are not printed at `-d`.
+            #expect(
+                !messages.contains { $0.hasPrefix("Local peer connected") || $0.hasPrefix("gateway ") },
+                "\(messages)"
+            )
+            #expect(messages.contains("got signal 15, shutting down"), "\(messages)")
+        }
+    }
+
+    @Test(
+        "stderr that is the journal (JOURNAL_STREAM names its device:inode): '<N>epmd: <message>' lines, no time stamp",
+        .enabled(if: !TestBinary.isCEPMD)
+    )
+    func journalLines() async throws {
+        // systemd sets JOURNAL_STREAM to the st_dev:st_ino of the stream it connects to stderr; here stderr
+        // is the test's log file, and the shell computes the same pair before it execs the gateway.
+        let gateway = try await GatewayProcess.start(
+            arguments: ["-d", "-d"],
+            shellPrefix: "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); export JOURNAL_STREAM;"
+        )
+        #expect(try await WireClient.names(port: gateway.port).prefix == UInt32(gateway.port))
+        await gateway.stop()
+        let lines = gateway.log.split(separator: "\n").map(String.init)
+        #expect(lines.contains("<6>epmd: epmd running - daemon = 0"), "\(lines)")
+        #expect(lines.contains("<7>epmd: gateway starting -> running"), "\(lines)")
+        // The default HTTP port may be taken by another gateway: then a warning, at priority 4.
+        #expect(
+            lines.contains { $0.hasPrefix("<6>epmd: HTTP front on 127.0.0.1 port ") }
+                || lines.contains { $0.hasPrefix("<4>epmd: HTTP front disabled, the epmd port runs on: ") },
+            "\(lines)"
+        )
+        #expect(lines.contains("<7>epmd: gateway draining -> stopped"), "\(lines)")
+        // None of the gateway's lines in the stderr format. (The epoll loop still takes C epmd's numeric
+        // levels and writes its own lines until it takes a `Logger` too.)
+        #expect(
+            !lines.contains { $0.hasPrefix("epmd: ") && ($0.contains(": epmd running") || $0.contains(": gateway ")) }
+        )
+    }
 }

@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One datagram to a Unix socket by path: systemd's `sd_notify`, without libsystemd.
+public enum NotifyDatagram {
+    /// Sends `message` as one datagram to the `AF_UNIX` socket at `path`.
+    /// - Parameters:
+    ///   - message: the datagram's bytes (for systemd, newline-separated assignments such as `READY=1`).
+    ///   - path: a file system path, or `@name` for the abstract namespace (as `NOTIFY_SOCKET` writes it).
+    /// - Returns: whether the whole datagram was sent.
+    /// - Throws: `SystemError` from `socket` or `sendto`; ENAMETOOLONG when the path does not fit.
+    @inline(never)
+    @discardableResult
+    public static func send(_ message: [UInt8], to path: String) throws(SystemError) -> Bool {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        var pathBytes = Array(path.utf8)
+        let abstract = pathBytes.first == UInt8(ascii: "@")
+        if abstract { pathBytes[0] = 0 }
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard !pathBytes.isEmpty, pathBytes.count < capacity else { throw SystemError("sendto", errno: ENAMETOOLONG) }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
+        // Abstract names are not NUL-terminated: their length is exact.
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + pathBytes.count + (abstract ? 0 : 1))
+        let fd = try System.syscall("socket") {
+            Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        defer { System.close(fd) }
+        let sent = try withUnsafePointer(to: &address) { pointer throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress throws(SystemError) in
+                let result = message.withUnsafeBytes { raw in
+                    Result { () throws(SystemError) in
+                        try System.syscall("sendto") {
+                            sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                        }
+                    }
+                }
+                return try result.get()
+            }
+        }
+        return sent == message.count
+    }
+}

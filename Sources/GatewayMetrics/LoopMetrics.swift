@@ -1,0 +1,205 @@
+import EPMDProtocol
+import EPMDRegistry
+import EPMDServer
+import Logging
+import Prometheus
+
+/// The epmd loop's metrics: its ``EPMDServerInstruments`` (called on the loop thread: atomics, and a
+/// lock only inside the histograms), and the open-connections gauge read at scrape time.
+///
+/// Families: `epmd_requests_total{request,result}`, `epmd_request_duration_seconds{request}`,
+/// `epmd_registration_failures_total{reason}`, `epmd_connections`, `epmd_connections_accepted_total`,
+/// `epmd_connections_rejected_total{reason}`, `epmd_connection_timeouts_total`,
+/// `epmd_malformed_packets_total{reason}`.
+public final class LoopMetrics: EPMDServerInstruments {
+    /// By `RequestKey.slot` (arrays, not dictionaries: this is on every request's path, and hashing
+    /// the key cost more than the counting).
+    private let requests: [Counter?]
+    private let unexpectedRequests: HandleCache<RequestKey, Counter>
+    /// By `EPMDRequestKind.rawValue`.
+    private let requestDurations: [DurationHistogram]
+    private let registrationFailures: [String: Counter]
+    private let connections: Gauge
+    private let accepted: Counter
+    private let rejected: [String: Counter]
+    private let timeouts: Counter
+    private let malformed: [String: Counter]
+    private let logger: Logger
+
+    // MARK: - Label sets
+
+    /// The request/result pairs the loop produces, made at 0 so that rates exist before the first one.
+    public static let requestResults: [(EPMDRequestKind, [EPMDRequestResult])] = [
+        (.alive2, [.ok, .refused]),
+        (.portPlease2, [.ok, .notFound]),
+        (.names, [.ok]),
+        (.dump, [.ok]),
+        (.kill, [.ok, .refused]),
+        (.stop, [.ok, .notFound]),
+    ]
+
+    /// The `reason` values of `epmd_malformed_packets_total`: every `EPMDProtocolError`, and the
+    /// loop's own refusals. Anything else is counted as `other`.
+    public static let malformedReasons: [String] =
+        [
+            EPMDProtocolError.invalidLength, .overrun, .unknownCode, .alive2TooSmall, .alive2NameLength,
+            .alive2ExtraLength, .nulInName, .emptyName, .invalidName, .truncated,
+        ].map(\.reason) + ["not_local", "stop_not_allowed", "stray_data"]
+
+    /// The `reason` values of `epmd_registration_failures_total` (every `NodeRegistryError`).
+    public static let registrationFailureReasons: [String] =
+        [NodeRegistryError.nameInUse, .nameTooLong, .invalidEncoding, .extraTooLong].map(\.reason)
+
+    /// The `reason` values of `epmd_connections_rejected_total` (the loop's accept failures).
+    public static let rejectionReasons = ["emfile", "enfile", "no_memory", "accept_error"]
+
+    /// Latency buckets, seconds: a lookup on loopback takes tens of microseconds, so the client
+    /// defaults (5 ms to 10 s) would put everything in the first bucket.
+    public static let latencyBuckets: [Duration] = [
+        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+        .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100),
+        .milliseconds(500),
+    ]
+
+    // MARK: - Init
+
+    /// Makes every handle of the loop's families in `collectors`.
+    /// - Parameters:
+    ///   - collectors: the registry the families live in.
+    ///   - logger: where a label value this module does not know is reported.
+    init(collectors: PrometheusCollectorRegistry, logger: Logger) {
+        self.logger = logger
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
+            collectors.makeCounter(descriptor: GatewayMetrics.descriptor(name, help), labels: labels)
+        }
+        var requests = [Counter?](repeating: nil, count: RequestKey.slots)
+        for (kind, results) in Self.requestResults {
+            for result in results {
+                requests[RequestKey(kind: kind, result: result).slot] = counter(
+                    "epmd_requests_total",
+                    Self.requestsHelp,
+                    [("request", kind.label), ("result", result.rawValue)]
+                )
+            }
+        }
+        self.requests = requests
+        self.unexpectedRequests = HandleCache { key in
+            logger.warning(
+                "metrics: unexpected request result \(key.kind.label)/\(key.result.rawValue), counted on its own"
+            )
+            return collectors.makeCounter(
+                descriptor: GatewayMetrics.descriptor("epmd_requests_total", Self.requestsHelp),
+                labels: [("request", key.kind.label), ("result", key.result.rawValue)]
+            )
+        }
+        self.requestDurations = EPMDRequestKind.allCases.sorted { $0.rawValue < $1.rawValue }.map { kind in
+            collectors.makeDurationHistogram(
+                descriptor: GatewayMetrics.descriptor(
+                    "epmd_request_duration_seconds",
+                    "epmd requests from accept to the reply handed to the kernel, by request type."
+                ),
+                labels: [("request", kind.label)],
+                buckets: Self.latencyBuckets
+            )
+        }
+        self.registrationFailures = Self.reasonCounters(
+            Self.registrationFailureReasons,
+            { counter("epmd_registration_failures_total", "Well-formed registrations refused, by reason.", $0) }
+        )
+        self.connections = collectors.makeGauge(
+            descriptor: GatewayMetrics.descriptor("epmd_connections", "Connections open now on the epmd port."),
+            labels: []
+        )
+        self.accepted = counter("epmd_connections_accepted_total", "Connections accepted on the epmd port.")
+        self.rejected = Self.reasonCounters(
+            Self.rejectionReasons,
+            { counter("epmd_connections_rejected_total", "Accepts on the epmd port that failed, by reason.", $0) }
+        )
+        self.timeouts = counter(
+            "epmd_connection_timeouts_total",
+            "Connections closed because their request did not arrive within the packet timeout."
+        )
+        self.malformed = Self.reasonCounters(
+            Self.malformedReasons,
+            { counter("epmd_malformed_packets_total", "Connections closed for bad input, by reason.", $0) }
+        )
+    }
+
+    private static let requestsHelp = "epmd requests answered, by request type and result."
+
+    /// One counter per known reason, plus `other` for a reason this module does not know yet.
+    private static func reasonCounters(
+        _ reasons: [String],
+        _ make: ([(String, String)]) -> Counter
+    ) -> [String: Counter] {
+        var counters: [String: Counter] = [:]
+        for reason in reasons + ["other"] { counters[reason] = make([("reason", reason)]) }
+        return counters
+    }
+
+    // MARK: - EPMDServerInstruments
+
+    public func requestServed(_ kind: EPMDRequestKind, result: EPMDRequestResult, seconds: Double) {
+        let key = RequestKey(kind: kind, result: result)
+        (self.requests[key.slot] ?? self.unexpectedRequests.handle(for: key)).increment()
+        if kind.rawValue < self.requestDurations.count {
+            self.requestDurations[kind.rawValue].record(GatewayMetrics.duration(seconds: seconds))
+        }
+    }
+
+    public func connectionAccepted() {
+        self.accepted.increment()
+    }
+
+    public func connectionRejected(reason: String) {
+        self.count(reason, in: self.rejected)
+    }
+
+    public func packetMalformed(reason: String) {
+        self.count(reason, in: self.malformed)
+    }
+
+    public func registrationFailed(reason: String) {
+        self.count(reason, in: self.registrationFailures)
+    }
+
+    public func connectionTimedOut() {
+        self.timeouts.increment()
+    }
+
+    private func count(_ reason: String, in counters: [String: Counter]) {
+        if let counter = counters[reason] {
+            counter.increment()
+        } else {
+            self.logger.warning("metrics: unknown reason \(reason), counted as other")
+            counters["other"]?.increment()
+        }
+    }
+
+    // MARK: - Scrape time
+
+    /// Sets `epmd_connections` before a scrape.
+    /// - Parameter openConnections: connections open now on the epmd port (`EPMDServer.statistics`).
+    func scrape(openConnections: Int) {
+        self.connections.set(to: Double(openConnections))
+    }
+}
+
+/// A request/result pair, the labels of `epmd_requests_total`.
+struct RequestKey: Hashable, Sendable {
+    var kind: EPMDRequestKind
+    var result: EPMDRequestResult
+
+    /// Every (kind, result) pair has its own index below `slots`.
+    static let slots = EPMDRequestKind.allCases.count * 3
+
+    var slot: Int {
+        let result: Int
+        switch self.result {
+        case .ok: result = 0
+        case .notFound: result = 1
+        case .refused: result = 2
+        }
+        return self.kind.rawValue * 3 + result
+    }
+}
