@@ -62,6 +62,7 @@ let package = Package(
             name: "GatewayMetrics",
             dependencies: [
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                "EPMDPosix",
                 "EPMDServer",
                 "EPMDRegistry",
                 "EPMDProtocol",
@@ -84,7 +85,11 @@ let package = Package(
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "EPMDServerTests",
-            dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
+            dependencies: [
+                "EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer", "EPMDPosix"]),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),

@@ -1,3 +1,4 @@
+import EPMDLogging
 import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
@@ -5,6 +6,7 @@ import EPMDServer
 import Foundation
 import GatewayHTTP
 import GatewayMetrics
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -45,7 +47,8 @@ public enum EPMDApplication {
                     try Daemon.spawnDetached(arguments: arguments)
                     return 0
                 } catch {
-                    EPMDLogger(level: 0).log(0, "cannot start daemon: \(error)")
+                    Logger(label: "epmd") { _ in EPMDLogHandler(sink: .standardError, debugLevel: 0) }
+                        .error("cannot start daemon: \(error)")
                     return 1
                 }
             }
@@ -56,7 +59,8 @@ public enum EPMDApplication {
     /// Runs the daemon in this process until KILL or a signal.
     public static func serve(_ options: EPMDOptions, environment: [String: String]) -> Int32 {
         let isDaemon = options.daemon && environment[Daemon.childMarker] != nil
-        let logger = EPMDLogger(level: options.debugLevel, sink: isDaemon ? .syslog : .standardError)
+        let sink = isDaemon ? EPMDLogHandler.Sink.syslog : EPMDLogHandler.standardErrorSink(environment: environment)
+        let logger = Logger(label: "epmd") { _ in EPMDLogHandler(sink: sink, debugLevel: options.debugLevel) }
         // SIGTERM/SIGINT are taken by the loop through a signalfd: block them before any thread starts.
         System.blockSignals([SIGTERM, SIGINT])
         System.raiseDescriptorLimit()
@@ -64,15 +68,15 @@ public enum EPMDApplication {
         let listeners: EPMDServerConfiguration.Listeners
         if options.systemd {
             guard let fds = Systemd.listenDescriptors(environment: environment) else {
-                logger.log(0, "cannot obtain sockets from systemd")
+                logger.error("cannot obtain sockets from systemd")
                 return 1
             }
             guard !fds.isEmpty else {
-                logger.log(0, "systemd provides no sockets")
+                logger.error("systemd provides no sockets")
                 return 1
             }
             guard fds.count <= ListenPlan.maximumSockets else {
-                logger.log(0, "cannot listen on more than \(ListenPlan.maximumSockets) IP addresses")
+                logger.error("cannot listen on more than \(ListenPlan.maximumSockets) IP addresses")
                 return 1
             }
             listeners = .inherited(fds)
@@ -80,7 +84,7 @@ public enum EPMDApplication {
             do {
                 listeners = .bind(try ListenPlan.make(addresses: options.addresses, port: options.socketPort))
             } catch {
-                logger.log(0, error.description)
+                logger.error("\(error.description)")
                 return 1
             }
         }
@@ -120,16 +124,16 @@ public enum EPMDApplication {
         } catch let error as ListenerError {
             if case .addressInUse = error {
                 // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
-                logger.log(1, error.description)
+                logger.info("\(error.description)")
                 return 0
             }
-            logger.log(0, error.description)
+            logger.error("\(error.description)")
             return 1
         } catch {
-            logger.log(0, "cannot start: \(error)")
+            logger.error("cannot start: \(error)")
             return 1
         }
-        logger.log(1, "epmd running - daemon = \(isDaemon ? 1 : 0)")
+        logger.info("epmd running - daemon = \(isDaemon ? 1 : 0)")
         if options.systemd {
             Systemd.notify(
                 "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=\(getpid())",
@@ -166,7 +170,7 @@ public enum EPMDApplication {
         server: EPMDServer,
         ready: ReadinessFlag,
         metrics: GatewayMetrics,
-        logger: EPMDLogger
+        logger: Logger
     ) -> MicroHTTPDServer? {
         let router = HTTPRouter(
             registry: registry,
@@ -191,26 +195,26 @@ public enum EPMDApplication {
             registry.addChangeObserver { http.generationChanged($0.id) }
             metrics.readEventWatchers { http.eventWatchers }
             metrics.httpFrontStarted(true)
-            logger.log(1, "HTTP front on \(options.httpAddress) port \(http.port)")
+            logger.info("HTTP front on \(options.httpAddress) port \(http.port)")
             return http
         } catch {
-            logger.log(0, "HTTP front disabled, the epmd port runs on: \(error)")
+            logger.error("HTTP front disabled, the epmd port runs on: \(error)")
             metrics.httpFrontStarted(false)
             return nil
         }
     }
 
     /// Runs the epoll loop on its own thread (never on the Swift concurrency pool) and waits for it.
-    private static func runOnLoopThread(_ server: EPMDServer, logger: EPMDLogger) -> Int32 {
+    private static func runOnLoopThread(_ server: EPMDServer, logger: Logger) -> Int32 {
         let done = DispatchSemaphore(value: 0)
         let status = LoopStatus()
         let thread = Thread {
             do {
                 let reason = try server.run()
-                logger.log(1, "loop ended: \(reason)")
+                logger.info("loop ended: \(reason)")
                 status.set(0)
             } catch {
-                logger.log(0, "event loop failed: \(error)")
+                logger.error("event loop failed: \(error)")
                 status.set(1)
             }
             done.signal()

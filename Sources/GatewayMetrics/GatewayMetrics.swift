@@ -1,14 +1,9 @@
+import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
 import Prometheus
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The gateway's Prometheus metrics, served at `GET /metrics` in text format 0.0.4.
 ///
@@ -55,12 +50,12 @@ public final class GatewayMetrics: EPMDServerInstruments {
     private let unexpectedRequests: HandleCache<RequestKey, Counter>
     /// By `EPMDRequestKind.rawValue`.
     private let requestDurations: [DurationHistogram]
-    private let registrationFailures: [String: Counter]
+    private let registrationFailures: [NodeRegistryError: Counter]
     private let connections: Gauge
     private let accepted: Counter
-    private let rejected: [String: Counter]
+    private let rejected: [EPMDRefusalReason: Counter]
     private let timeouts: Counter
-    private let malformed: [String: Counter]
+    private let malformed: [EPMDMalformedReason: Counter]
 
     // The HTTP front.
     private let httpRoutes: Set<String>
@@ -88,20 +83,15 @@ public final class GatewayMetrics: EPMDServerInstruments {
         (.stop, [.ok, .notFound]),
     ]
 
-    /// The `reason` values of `epmd_malformed_packets_total`: every `EPMDProtocolError`, and the
-    /// loop's own refusals. Anything else is counted as `other`.
-    public static let malformedReasons: [String] =
-        [
-            EPMDProtocolError.invalidLength, .overrun, .unknownCode, .alive2TooSmall, .alive2NameLength,
-            .alive2ExtraLength, .nulInName, .emptyName, .invalidName, .truncated,
-        ].map(\.reason) + ["not_local", "stop_not_allowed", "stray_data"]
+    /// The `reason` values of `epmd_malformed_packets_total`: every `EPMDMalformedReason` (each
+    /// `EPMDProtocolError`, and the loop's own refusals).
+    public static let malformedReasons: [String] = EPMDMalformedReason.allCases.map(\.label)
 
     /// The `reason` values of `epmd_registration_failures_total` (every `NodeRegistryError`).
-    public static let registrationFailureReasons: [String] =
-        [NodeRegistryError.nameInUse, .nameTooLong, .invalidEncoding, .extraTooLong].map(\.reason)
+    public static let registrationFailureReasons: [String] = NodeRegistryError.allCases.map(\.label)
 
-    /// The `reason` values of `epmd_connections_rejected_total` (the loop's accept failures).
-    public static let rejectionReasons = ["emfile", "enfile", "no_memory", "accept_error"]
+    /// The `reason` values of `epmd_connections_rejected_total` (every `EPMDRefusalReason`).
+    public static let rejectionReasons: [String] = EPMDRefusalReason.allCases.map(\.label)
 
     /// Latency buckets, seconds: a lookup on loopback takes tens of microseconds, so the client
     /// defaults (5 ms to 10 s) would put everything in the first bucket.
@@ -137,9 +127,9 @@ public final class GatewayMetrics: EPMDServerInstruments {
 
         // Registry.
         let nodesHelp = "Nodes registered now, by node type (normal 77, hidden 72, other codes)."
-        self.nodesNormal = gauge("epmd_nodes", nodesHelp, [("type", "normal")])
-        self.nodesHidden = gauge("epmd_nodes", nodesHelp, [("type", "hidden")])
-        self.nodesOther = gauge("epmd_nodes", nodesHelp, [("type", "other")])
+        self.nodesNormal = gauge("epmd_nodes", nodesHelp, [("type", NodeType.normal.label)])
+        self.nodesHidden = gauge("epmd_nodes", nodesHelp, [("type", NodeType.hidden.label)])
+        self.nodesOther = gauge("epmd_nodes", nodesHelp, [("type", NodeType.other(0).label)])
         self.registrations = counter(
             "epmd_registrations_total",
             "Registrations accepted (ALIVE2 answered with success)."
@@ -149,7 +139,7 @@ public final class GatewayMetrics: EPMDServerInstruments {
             unregistrations[reason] = counter(
                 "epmd_unregistrations_total",
                 "Registrations that ended, by reason.",
-                [("reason", reason.rawValue)]
+                [("reason", reason.label)]
             )
         }
         self.unregistrations = unregistrations
@@ -177,7 +167,7 @@ public final class GatewayMetrics: EPMDServerInstruments {
                 requests[RequestKey(kind: kind, result: result).slot] = counter(
                     "epmd_requests_total",
                     Self.requestsHelp,
-                    [("request", kind.label), ("result", result.rawValue)]
+                    [("request", kind.label), ("result", result.label)]
                 )
             }
         }
@@ -185,7 +175,7 @@ public final class GatewayMetrics: EPMDServerInstruments {
         self.unexpectedRequests = HandleCache { key in
             collectors.makeCounter(
                 descriptor: Self.descriptor("epmd_requests_total", Self.requestsHelp),
-                labels: [("request", key.kind.label), ("result", key.result.rawValue)]
+                labels: [("request", key.kind.label), ("result", key.result.label)]
             )
         }
         self.requestDurations = EPMDRequestKind.allCases.sorted { $0.rawValue < $1.rawValue }.map { kind in
@@ -199,13 +189,15 @@ public final class GatewayMetrics: EPMDServerInstruments {
             )
         }
         self.registrationFailures = Self.reasonCounters(
-            Self.registrationFailureReasons,
+            NodeRegistryError.allCases,
+            \.label,
             { counter("epmd_registration_failures_total", "Well-formed registrations refused, by reason.", $0) }
         )
         self.connections = gauge("epmd_connections", "Connections open now on the epmd port.")
         self.accepted = counter("epmd_connections_accepted_total", "Connections accepted on the epmd port.")
         self.rejected = Self.reasonCounters(
-            Self.rejectionReasons,
+            EPMDRefusalReason.allCases,
+            \.label,
             { counter("epmd_connections_rejected_total", "Accepts on the epmd port that failed, by reason.", $0) }
         )
         self.timeouts = counter(
@@ -213,7 +205,8 @@ public final class GatewayMetrics: EPMDServerInstruments {
             "Connections closed because their request did not arrive within the packet timeout."
         )
         self.malformed = Self.reasonCounters(
-            Self.malformedReasons,
+            EPMDMalformedReason.allCases,
+            \.label,
             { counter("epmd_malformed_packets_total", "Connections closed for bad input, by reason.", $0) }
         )
 
@@ -267,20 +260,19 @@ public final class GatewayMetrics: EPMDServerInstruments {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    /// One counter per known reason, plus `other` for a reason this module does not know yet.
-    private static func reasonCounters(
-        _ reasons: [String],
+    /// One counter per reason of a closed set (the loop's reasons are enums: no reason can be unknown).
+    private static func reasonCounters<Reason: Hashable>(
+        _ reasons: [Reason],
+        _ label: (Reason) -> String,
         _ make: ([(String, String)]) -> Counter
-    ) -> [String: Counter] {
-        var counters: [String: Counter] = [:]
-        for reason in reasons + ["other"] { counters[reason] = make([("reason", reason)]) }
+    ) -> [Reason: Counter] {
+        var counters: [Reason: Counter] = [:]
+        for reason in reasons { counters[reason] = make([("reason", label(reason))]) }
         return counters
     }
 
     private static func wallClock() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+        ProcessFacts.wallClockSeconds()
     }
 
     /// Seconds as a `Duration` for the histograms; negative, NaN or absurd values (a clock that
@@ -318,24 +310,20 @@ public final class GatewayMetrics: EPMDServerInstruments {
         self.accepted.increment()
     }
 
-    public func connectionRejected(reason: String) {
-        Self.count(reason, in: self.rejected)
+    public func connectionRejected(_ reason: EPMDRefusalReason) {
+        self.rejected[reason]?.increment()
     }
 
-    public func packetMalformed(reason: String) {
-        Self.count(reason, in: self.malformed)
+    public func packetMalformed(_ reason: EPMDMalformedReason) {
+        self.malformed[reason]?.increment()
     }
 
-    public func registrationFailed(reason: String) {
-        Self.count(reason, in: self.registrationFailures)
+    public func registrationFailed(_ reason: NodeRegistryError) {
+        self.registrationFailures[reason]?.increment()
     }
 
     public func connectionTimedOut() {
         self.timeouts.increment()
-    }
-
-    private static func count(_ reason: String, in counters: [String: Counter]) {
-        (counters[reason] ?? counters["other"])?.increment()
     }
 
     // MARK: - HTTP
@@ -432,17 +420,8 @@ public final class GatewayMetrics: EPMDServerInstruments {
             buffer.append(contentsOf: "\",port=\"".utf8)
             TextExposition.appendDecimal(node.port, to: &buffer)
             buffer.append(contentsOf: "\",type=\"".utf8)
-            buffer.append(contentsOf: Self.typeLabel(node.request.nodeType).utf8)
+            buffer.append(contentsOf: node.request.type.label.utf8)
             buffer.append(contentsOf: "\"} 1\n".utf8)
-        }
-    }
-
-    /// The `type` label of a node type code, as `epmd_nodes` and the JSON API spell it.
-    static func typeLabel(_ code: UInt8) -> String {
-        switch code {
-        case 77: "normal"
-        case 72: "hidden"
-        default: "other"
         }
     }
 }

@@ -22,7 +22,7 @@ import Glibc
         close(fd)
         #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
         #expect(try Wire.request(harness.port, [122] + Array("foo".utf8)) == [0x77, 1])
-        #expect(harness.server.statistics.requests["alive2"] == 1)
+        #expect(harness.server.statistics.requests[.alive2] == 1)
     }
 
     @Test("a stray byte on a registration unregisters it and closes the connection")
@@ -34,7 +34,7 @@ import Glibc
         Wire.send(fd, [0])
         #expect(Wire.readToEOF(fd) == [])
         #expect(try Wire.names(harness.port).isEmpty)
-        #expect(harness.server.statistics.malformed["stray_data"] == 1)
+        #expect(harness.server.statistics.malformed[.strayData] == 1)
     }
 
     @Test("a duplicate name gets result 1 and the first registration is untouched")
@@ -47,7 +47,7 @@ import Glibc
         defer { close(second) }
         #expect(reply == [0x79, 1, 0, 0x63])
         #expect(try Wire.names(harness.port) == "name dup at port 1\n")
-        #expect(harness.server.statistics.registrationFailures["name_in_use"] == 1)
+        #expect(harness.server.statistics.registrationFailures[.nameInUse] == 1)
     }
 
     @Test("malformed packets close only their own connection and are counted")
@@ -64,10 +64,10 @@ import Glibc
         }
         #expect(try Wire.names(harness.port) == "name keep at port 7\n")
         let statistics = harness.server.statistics
-        #expect(statistics.malformed["invalid_length"] == 2)
-        #expect(statistics.malformed["unknown_code"] == 1)
-        #expect(statistics.malformed["overrun"] == 1)
-        #expect(statistics.malformed["alive2_too_small"] == 1)
+        #expect(statistics.malformed[.protocolError(.invalidLength)] == 2)
+        #expect(statistics.malformed[.protocolError(.unknownCode)] == 1)
+        #expect(statistics.malformed[.protocolError(.overrun)] == 1)
+        #expect(statistics.malformed[.protocolError(.alive2TooSmall)] == 1)
     }
 
     @Test("the packet timeout counts from connect: a client dribbling bytes is closed")

@@ -3,6 +3,8 @@ import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
 import Foundation
+import InMemoryLogging
+import Logging
 import Synchronization
 import Testing
 
@@ -14,6 +16,8 @@ import Glibc
 final class ServerHarness: Sendable {
     let server: EPMDServer
     let port: UInt16
+    /// What the loop logged (every level down to `trace`).
+    let logs = InMemoryLogHandler()
     private let finished = DispatchSemaphore(value: 0)
     private let reason = ReasonBox()
 
@@ -29,7 +33,7 @@ final class ServerHarness: Sendable {
         self.server = try EPMDServer(
             configuration: configuration,
             registry: NodeRegistry(historyLimit: historyLimit),
-            logger: EPMDLogger(level: 0, sink: .none)
+            logger: Self.logger(self.logs)
         )
         self.port = self.server.boundPort
         let server = self.server
@@ -42,6 +46,15 @@ final class ServerHarness: Sendable {
         }
         thread.start()
     }
+
+    static func logger(_ handler: InMemoryLogHandler) -> Logger {
+        var logger = Logger(label: "epmd") { _ in handler }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    /// The messages logged so far.
+    var logLines: [String] { self.logs.entries.map { "\($0.message)" } }
 
     /// Waits (bounded) for the loop to end and returns why.
     func waitForExit(seconds: Double = 5) -> EPMDServer.ExitReason? {

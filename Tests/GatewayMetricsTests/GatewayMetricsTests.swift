@@ -73,14 +73,26 @@ import Glibc
             #expect(parsed["epmd_request_duration_seconds_bucket", ("request", kind.label), ("le", "0.5")] == 0)
         }
         #expect(parsed["epmd_requests_total", ("request", "names"), ("result", "refused")] == nil)
-        for reason in GatewayMetrics.malformedReasons + ["other"] {
+        // Every reason of the loop's closed reason types, made at 0; no `other`, since no reason can be unknown.
+        for reason in EPMDMalformedReason.allCases.map(\.label) {
             #expect(parsed["epmd_malformed_packets_total", ("reason", reason)] == 0)
         }
-        for reason in GatewayMetrics.registrationFailureReasons + ["other"] {
+        for reason in NodeRegistryError.allCases.map(\.label) {
             #expect(parsed["epmd_registration_failures_total", ("reason", reason)] == 0)
         }
-        for reason in GatewayMetrics.rejectionReasons + ["other"] {
+        for reason in EPMDRefusalReason.allCases.map(\.label) {
             #expect(parsed["epmd_connections_rejected_total", ("reason", reason)] == 0)
+        }
+        #expect(GatewayMetrics.malformedReasons.count == EPMDMalformedReason.allCases.count)
+        #expect(
+            GatewayMetrics.malformedReasons.contains("invalid_length")
+                && GatewayMetrics.malformedReasons.contains("not_local")
+        )
+        #expect(GatewayMetrics.rejectionReasons == ["emfile", "enfile", "no_memory", "accept_error"])
+        for family in [
+            "epmd_malformed_packets_total", "epmd_registration_failures_total", "epmd_connections_rejected_total",
+        ] {
+            #expect(parsed[family, ("reason", "other")] == nil)
         }
         for type in ["normal", "hidden", "other"] { #expect(parsed["epmd_nodes", ("type", type)] == 0) }
         #expect(parsed["epmd_registrations_total"] == 0)
@@ -131,13 +143,13 @@ import Glibc
         metrics.requestServed(.names, result: .refused, seconds: 0.0001)
         metrics.connectionAccepted()
         metrics.connectionAccepted()
-        metrics.connectionRejected(reason: "emfile")
-        metrics.connectionRejected(reason: "something_new")
-        metrics.packetMalformed(reason: "unknown_code")
-        metrics.packetMalformed(reason: "unknown_code")
-        metrics.packetMalformed(reason: "not_local")
-        metrics.packetMalformed(reason: "free text from nowhere")
-        metrics.registrationFailed(reason: "name_in_use")
+        metrics.connectionRejected(.emfile)
+        metrics.connectionRejected(.acceptError)
+        metrics.packetMalformed(.protocolError(.unknownCode))
+        metrics.packetMalformed(.protocolError(.unknownCode))
+        metrics.packetMalformed(.notLocal)
+        metrics.packetMalformed(.strayData)
+        metrics.registrationFailed(.nameInUse)
         metrics.connectionTimedOut()
 
         let parsed = Self.scrape(metrics)
@@ -161,11 +173,12 @@ import Glibc
         #expect(parsed["epmd_request_duration_seconds_bucket", ("request", "names"), ("le", "+Inf")] == 3)
         #expect(parsed["epmd_connections_accepted_total"] == 2)
         #expect(parsed["epmd_connections_rejected_total", ("reason", "emfile")] == 1)
-        #expect(parsed["epmd_connections_rejected_total", ("reason", "other")] == 1)
-        #expect(parsed["epmd_connections_rejected_total", ("reason", "something_new")] == nil)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "accept_error")] == 1)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_malformed_packets_total", ("reason", "unknown_code")] == 2)
         #expect(parsed["epmd_malformed_packets_total", ("reason", "not_local")] == 1)
-        #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == 1)
+        #expect(parsed["epmd_malformed_packets_total", ("reason", "stray_data")] == 1)
+        #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_registration_failures_total", ("reason", "name_in_use")] == 1)
         #expect(parsed["epmd_connection_timeouts_total"] == 1)
     }
