@@ -86,10 +86,14 @@ public final class EPMDServer: Sendable {
     }
 
     /// Runs the loop on the calling thread until KILL, a signal or `shutdown()`.
+    /// - Parameter snapshots: connections exported by another loop (a previous process, their
+    ///   descriptors passed to this one) to serve on, adopted before the first wait. Their
+    ///   registrations must already be in the registry under their ids, or they register again.
     /// - Returns: why it stopped. Every connection and listener is closed by then.
     /// - Throws: `SystemError` if epoll itself cannot be set up.
-    public func run() throws(SystemError) -> ExitReason {
+    public func run(adopting snapshots: [EPMDConnectionSnapshot] = []) throws(SystemError) -> ExitReason {
         var loop = try EventLoop(server: self)
+        for snapshot in snapshots { loop.adopt(snapshot) }
         return loop.run()
     }
 

@@ -132,6 +132,29 @@ import Glibc
         loop.teardown()
     }
 
+    @Test("a running server adopts exported connections when it starts (run(adopting:))")
+    func runAdopting() throws {
+        let registry = NodeRegistry()
+        let old = try Self.server(registry)
+        var loop = try EventLoop(server: old)
+        let client = try Wire.connect(old.boundPort)
+        defer { close(client) }
+        let body = Alive2Request(port: 4242, name: Array("kept".utf8)).encode()
+        Wire.send(client, [0, UInt8(body.count)] + body)
+        #expect(Self.drive(&loop) { !registry.isEmpty })
+        #expect(Wire.read(client, 6).prefix(2) == [0x76, 0])
+        let snapshots = loop.exportAll()
+        #expect(snapshots.count == 1)
+        loop.teardown()  // the old listeners close; the exported descriptor stays open
+
+        let harness = try ServerHarness(registry: registry, adopting: snapshots)
+        defer { harness.stop() }
+        #expect(try Wire.names(harness.port) == "name kept at port 4242\n")
+        #expect(Wire.eventually { harness.server.statistics.openConnections == 1 })
+        close(client)
+        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+    }
+
     static func acceptBlocking(_ server: EPMDServer) throws -> (fd: Int32, peer: SocketAddress)? {
         for _ in 0..<200 {
             if let accepted = try System.accept(server.listeners[0]) { return accepted }

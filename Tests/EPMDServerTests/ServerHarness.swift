@@ -21,7 +21,14 @@ final class ServerHarness: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let reason = ReasonBox()
 
-    init(relaxed: Bool = false, packetTimeout: Int = 60, delayWrite: Int = 0, historyLimit: Int = 1000) throws {
+    init(
+        relaxed: Bool = false,
+        packetTimeout: Int = 60,
+        delayWrite: Int = 0,
+        historyLimit: Int = 1000,
+        registry: NodeRegistry? = nil,
+        adopting snapshots: [EPMDConnectionSnapshot] = []
+    ) throws {
         let configuration = EPMDServerConfiguration(
             port: 0,
             listeners: .bind([(.loopbackIPv4(port: 0), true), (.loopbackIPv6(port: 0), false)]),
@@ -32,7 +39,7 @@ final class ServerHarness: Sendable {
         )
         self.server = try EPMDServer(
             configuration: configuration,
-            registry: NodeRegistry(historyLimit: historyLimit),
+            registry: registry ?? NodeRegistry(historyLimit: historyLimit),
             logger: Self.logger(self.logs)
         )
         self.port = self.server.boundPort
@@ -40,7 +47,7 @@ final class ServerHarness: Sendable {
         let finished = self.finished
         let reason = self.reason
         let thread = Thread {
-            let result = try? server.run()
+            let result = try? server.run(adopting: snapshots)
             reason.value.withLock { $0 = result }
             finished.signal()
         }
