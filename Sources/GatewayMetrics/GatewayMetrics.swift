@@ -23,8 +23,9 @@ import Synchronization
 /// counters); `promtool check metrics` finds nothing to lint in them, so none had to change. The
 /// HTTP families keep the conventional unprefixed `http_requests_total` and
 /// `http_request_duration_seconds`, and the `process_*` names are the ones every official client
-/// exports, so standard dashboards and alerts work unchanged. Label values come from fixed code
-/// sets; a value outside them is counted as `other`, never as itself.
+/// exports, so standard dashboards and alerts work unchanged. Label values come from fixed sets:
+/// the loop's reasons are enums whose every case is made at start (from `allCases` and `label`), and an
+/// HTTP route or status code outside its set is counted as `other`, never as itself.
 public final class GatewayMetrics: EPMDServerInstruments {
     /// The swift-prometheus registry that holds every family except the two rendered by hand
     /// (`process_cpu_seconds_total` and the opt-in `epmd_node_info`).
