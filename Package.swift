@@ -86,7 +86,11 @@ let package = Package(
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "EPMDServerTests",
-            dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
+            dependencies: [
+                "EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "EPMDAppTests",

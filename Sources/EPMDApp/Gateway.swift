@@ -304,7 +304,7 @@ extension Gateway {
             server = try EPMDServer(
                 configuration: configuration,
                 registry: registry,
-                logger: Self.loopLogger(logger, options: options, environment: environment),
+                logger: logger,
                 instruments: metrics.loop
             )
         } catch let error as ListenerError {
@@ -328,26 +328,6 @@ extension Gateway {
             metrics: metrics,
             server: server,
             wake: wake
-        )
-    }
-
-    /// The epmd loop's logger. The loop takes C epmd's numeric levels today: the threshold follows
-    /// `logger`'s level and the sink the daemon mode. (The one place to change when it takes a `Logger`.)
-    private static func loopLogger(
-        _ logger: Logger,
-        options: EPMDOptions,
-        environment: [String: String]
-    ) -> EPMDLogger {
-        let level: Int
-        switch logger.logLevel {
-        case .trace: level = 3
-        case .debug: level = 2
-        case .info: level = 1
-        case .notice, .warning, .error, .critical: level = 0
-        }
-        return EPMDLogger(
-            level: level,
-            sink: Daemon.isChild(options, environment: environment) ? .syslog : .standardError
         )
     }
 

@@ -9,16 +9,26 @@ import Musl
 /// The one place that makes system calls for the epmd loop. Every call goes through `syscall`,
 /// which retries EINTR and turns errno into a typed `SystemError`; EAGAIN is reported as `nil`
 /// where the caller can meet it.
+///
+/// errno is read in the helper right after the call returns, and the wrappers that make the calls are
+/// `@inline(never)` (as swift-nio's `System.swift` does), so no retain, release or allocation of the
+/// caller's can run between the call and the read and overwrite errno. EBADF and EFAULT mean the
+/// program passed a descriptor or a buffer it does not own: programmer errors, which stop the process
+/// (`preconditionFailure`) instead of being handled as I/O failures.
 public enum System {
     /// Runs `body` until it stops failing with EINTR.
     /// - Parameters:
     ///   - name: the call's name for the error.
+    ///   - foreignDescriptor: the descriptor is not the program's own (stdin/stdout/stderr, a
+    ///     descriptor named by the environment): EBADF is then an error like any other, since whoever
+    ///     started the process may have closed it (`2>&-`).
     ///   - body: the call; a negative result means failure with errno set.
     /// - Returns: the non-negative result.
     /// - Throws: `SystemError` for any failure other than EINTR.
     @inline(__always)
     public static func syscall<T: FixedWidthInteger>(
         _ name: String,
+        foreignDescriptor: Bool = false,
         _ body: () -> T
     ) throws(SystemError) -> T {
         while true {
@@ -26,6 +36,11 @@ public enum System {
             if result >= 0 { return result }
             let code = errno
             if code == EINTR { continue }
+            if code == EFAULT || (code == EBADF && !foreignDescriptor) {
+                preconditionFailure(
+                    "\(name) failed with errno \(code): a descriptor or buffer the program does not own"
+                )
+            }
             throw SystemError(name, errno: code)
         }
     }
@@ -51,29 +66,73 @@ public enum System {
         _ = Glibc.close(fd)
     }
 
+    @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws(SystemError) {
         let flags = try self.syscall("fcntl") { fcntl(fd, F_GETFL) }
         _ = try self.syscall("fcntl") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
+    /// Whether `fd` is an open descriptor (an inherited one is checked before use: a wrong
+    /// `LISTEN_FDS` is an operator's mistake, not the program's).
+    @inline(never)
+    public static func isOpenDescriptor(_ fd: Int32) -> Bool {
+        fcntl(fd, F_GETFD) >= 0
+    }
+
+    /// Reads into the start of `buffer`, at most `maxCount` bytes (and at most `buffer.count`).
+    /// - Returns: the byte count (0 = EOF), or `nil` when nothing is ready.
+    /// - Throws: `SystemError` for a failed read (a reset connection).
+    @inline(never)
+    public static func read(_ fd: Int32, into buffer: inout [UInt8], maxCount: Int) throws(SystemError) -> Int? {
+        let count = max(0, min(maxCount, buffer.count))
+        let result = buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in
+                try self.nonBlockingSyscall("read") { Glibc.read(fd, raw.baseAddress, count) }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Sends `bytes[offset...]` without SIGPIPE.
+    /// - Returns: the count written, or `nil` when the socket buffer is full.
+    /// - Throws: `SystemError` for a failed send (a reset connection, a broken pipe).
+    @inline(never)
+    public static func send(_ fd: Int32, _ bytes: [UInt8], from offset: Int = 0) throws(SystemError) -> Int? {
+        guard offset < bytes.count else { return 0 }
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(SystemError) in
+                try self.nonBlockingSyscall("send") {
+                    Glibc.send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
+                }
+            }
+        }
+        return try result.get()
+    }
+
     /// Reads into `buffer`. Returns the byte count (0 = EOF), or `nil` when nothing is ready.
+    @inline(never)
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         try self.nonBlockingSyscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     /// Sends bytes without SIGPIPE. Returns the count written, or `nil` when the socket buffer is full.
+    @inline(never)
     public static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
         try self.nonBlockingSyscall("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Writes all of `bytes` to a blocking descriptor (stderr, a pipe), retrying partial writes.
+    /// Writes all of `bytes` to a blocking descriptor (stderr, a pipe), retrying partial writes. A closed
+    /// descriptor is an error, never a trap: whoever started the process may have closed stderr.
+    @inline(never)
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
             let start = offset
             let result = bytes.withUnsafeBytes { raw in
                 Result { () throws(SystemError) in
-                    try self.syscall("write") { Glibc.write(fd, raw.baseAddress.map { $0 + start }, raw.count - start) }
+                    try self.syscall("write", foreignDescriptor: true) {
+                        Glibc.write(fd, raw.baseAddress.map { $0 + start }, raw.count - start)
+                    }
                 }
             }
             let written = try result.get()
@@ -83,23 +142,27 @@ public enum System {
     }
 
     /// Opens `/dev/null` read-only: the descriptor kept in reserve for when the process runs out.
+    @inline(never)
     public static func openReserve() -> Int32? {
         try? self.syscall("open") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
     }
 
     /// Adds one to an eventfd counter (wakes a loop waiting on it).
+    @inline(never)
     public static func signalEvent(_ fd: Int32) {
         var one: UInt64 = 1
         _ = try? self.syscall("write") { Glibc.write(fd, &one, 8) }
     }
 
     /// Resets an eventfd counter.
+    @inline(never)
     public static func drainEvent(_ fd: Int32) {
         var value: UInt64 = 0
         _ = try? self.nonBlockingSyscall("read") { Glibc.read(fd, &value, 8) }
     }
 
     /// Reads one pending signal from a signalfd, or `nil` when none is pending.
+    @inline(never)
     public static func readSignal(_ fd: Int32) -> UInt32? {
         var info = signalfd_siginfo()
         let size = MemoryLayout<signalfd_siginfo>.size
@@ -118,12 +181,14 @@ public enum System {
 
     // MARK: - Sockets
 
+    @inline(never)
     public static func socket(family: Int32) throws(SystemError) -> Int32 {
         try self.syscall("socket") {
             Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
     }
 
+    @inline(never)
     public static func setSocketOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(SystemError) {
         var value = value
         _ = try self.syscall("setsockopt") {
@@ -131,17 +196,20 @@ public enum System {
         }
     }
 
+    @inline(never)
     public static func bind(_ fd: Int32, _ address: SocketAddress) throws(SystemError) {
         _ = try self.syscall("bind") {
             address.withSockaddr { Glibc.bind(fd, $0, $1) }
         }
     }
 
+    @inline(never)
     public static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
         _ = try self.syscall("listen") { Glibc.listen(fd, backlog) }
     }
 
     /// Accepts one connection (non-blocking, close-on-exec). Returns `nil` when none is pending.
+    @inline(never)
     public static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -155,6 +223,7 @@ public enum System {
         return (accepted, SocketAddress(storage: storage))
     }
 
+    @inline(never)
     public static func localAddress(_ fd: Int32) throws(SystemError) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -168,10 +237,12 @@ public enum System {
 
     // MARK: - epoll, eventfd, signalfd
 
+    @inline(never)
     public static func epollCreate() throws(SystemError) -> Int32 {
         try self.syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
     }
 
+    @inline(never)
     public static func epollControl(
         _ epfd: Int32,
         _ operation: Int32,
@@ -182,6 +253,7 @@ public enum System {
         _ = try self.syscall("epoll_ctl") { cepmd_epoll_ctl(epfd, operation, fd, events, data) }
     }
 
+    @inline(never)
     public static func epollWait(
         _ epfd: Int32,
         events: UnsafeMutablePointer<UInt32>,
@@ -200,10 +272,12 @@ public enum System {
         }
     }
 
+    @inline(never)
     public static func eventFD() throws(SystemError) -> Int32 {
         try self.syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC)) }
     }
 
+    @inline(never)
     public static func signalFD(_ signals: [Int32]) throws(SystemError) -> Int32 {
         var set = sigset_t()
         sigemptyset(&set)
@@ -225,9 +299,10 @@ public enum System {
     }
 
     /// The device and inode of an open descriptor (`fstat`), as systemd writes them in `JOURNAL_STREAM`.
+    @inline(never)
     public static func fileIdentity(_ fd: Int32) -> (device: UInt64, inode: UInt64)? {
         var status = stat()
-        guard (try? self.syscall("fstat", { fstat(fd, &status) })) != nil else { return nil }
+        guard (try? self.syscall("fstat", foreignDescriptor: true) { fstat(fd, &status) }) != nil else { return nil }
         return (UInt64(status.st_dev), UInt64(status.st_ino))
     }
 

@@ -1,6 +1,6 @@
 /// Why a request was refused without a reply. Each value names a metric reason too.
-public struct EPMDProtocolError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Base: Hashable, Sendable {
+public struct EPMDProtocolError: Error, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    private enum Base: Hashable, Sendable, CaseIterable {
         case invalidLength
         case overrun
         case unknownCode
@@ -38,8 +38,14 @@ public struct EPMDProtocolError: Error, Hashable, Sendable, CustomStringConverti
     /// The connection closed before the request was complete.
     public static let truncated = Self(.truncated)
 
+    /// Every error, in declaration order (the metric reasons made at start).
+    public static var allCases: [EPMDProtocolError] { Base.allCases.map(Self.init) }
+
     /// A short stable label, used in logs and as a metric reason.
-    public var reason: String {
+    public var reason: String { self.label }
+
+    /// A short stable label, used in logs and as a metric reason.
+    public var label: String {
         switch self.base {
         case .invalidLength: "invalid_length"
         case .overrun: "overrun"
@@ -54,5 +60,5 @@ public struct EPMDProtocolError: Error, Hashable, Sendable, CustomStringConverti
         }
     }
 
-    public var description: String { self.reason }
+    public var description: String { self.label }
 }

@@ -5,19 +5,19 @@ public enum UTF8Validation {
     /// - Parameter bytes: the bytes to check.
     /// - Returns: the number of code points, or `nil` when the bytes are not valid UTF-8.
     public static func codePointCount(_ bytes: [UInt8]) -> Int? {
-        bytes.withUnsafeBytes { self.codePointCount($0) }
+        self.codePointCount(bytes.span)
     }
 
     /// Counts the code points of `bytes` if they are strict UTF-8 (see the array overload).
     public static func codePointCount(_ bytes: ArraySlice<UInt8>) -> Int? {
-        bytes.withUnsafeBytes { self.codePointCount($0) }
+        self.codePointCount(bytes.span)
     }
 
     /// Counts the code points of `bytes` if they are strict UTF-8 (see the array overload).
-    public static func codePointCount(_ bytes: UnsafeRawBufferPointer) -> Int? {
+    public static func codePointCount(_ bytes: Span<UInt8>) -> Int? {
         var count = 0
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
+        var index = 0
+        while index != bytes.count {
             let lead = bytes[index]
             let width: Int
             let minimumSecond: UInt8
@@ -58,16 +58,16 @@ public enum UTF8Validation {
             default:
                 return nil
             }
-            index = bytes.index(after: index)
+            index += 1
             for position in 1..<width {
-                guard index != bytes.endIndex else { return nil }
+                guard index != bytes.count else { return nil }
                 let byte = bytes[index]
                 if position == 1 {
                     guard byte >= minimumSecond && byte <= maximumSecond else { return nil }
                 } else {
                     guard byte & 0xC0 == 0x80 else { return nil }
                 }
-                index = bytes.index(after: index)
+                index += 1
             }
             count += 1
         }

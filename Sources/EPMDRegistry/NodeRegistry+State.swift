@@ -113,7 +113,7 @@ extension NodeRegistry {
             )
             self.nodes[request.name] = node
             self.nameByConnection[connection] = request.name
-            self.typeCounts.add(request.nodeType, 1)
+            self.typeCounts.add(request.type, 1)
             self.generation += 1
             self.record(
                 RegistryEvent(
@@ -161,7 +161,7 @@ extension NodeRegistry {
             self.unregistered[name] = (entry, self.nextTicket)
             self.unregisteredOrder.append((name, self.nextTicket))
             self.compactUnregisteredOrderIfNeeded()
-            self.typeCounts.add(node.request.nodeType, -1)
+            self.typeCounts.add(node.request.type, -1)
             self.generation += 1
             let lifetime = max(0, now - node.registeredAt)
             self.record(
@@ -259,11 +259,20 @@ public struct NodeTypeCounts: Equatable, Sendable {
 
     public init() {}
 
-    mutating func add(_ type: UInt8, _ delta: Int) {
+    /// The live count of one kind (every `other` code counts together).
+    public subscript(type: NodeType) -> Int {
         switch type {
-        case 77: self.normal += delta
-        case 72: self.hidden += delta
-        default: self.other += delta
+        case .normal: self.normal
+        case .hidden: self.hidden
+        case .other: self.other
+        }
+    }
+
+    mutating func add(_ type: NodeType, _ delta: Int) {
+        switch type {
+        case .normal: self.normal += delta
+        case .hidden: self.hidden += delta
+        case .other: self.other += delta
         }
     }
 }

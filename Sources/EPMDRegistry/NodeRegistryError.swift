@@ -1,5 +1,5 @@
 /// Why a well-formed ALIVE2 registration was refused (reply result 1, creation 99).
-public enum NodeRegistryError: Error, Hashable, Sendable, CustomStringConvertible {
+public enum NodeRegistryError: Error, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// The name is already registered (compared byte for byte).
     case nameInUse
     /// The name is longer than 1020 bytes or 255 code points.
@@ -9,8 +9,11 @@ public enum NodeRegistryError: Error, Hashable, Sendable, CustomStringConvertibl
     /// The extra field is longer than 1020 bytes.
     case extraTooLong
 
-    /// A stable label for logs and metrics.
-    public var reason: String {
+    /// A stable label for logs and metrics (the `reason` of `epmd_registration_failures_total`).
+    public var reason: String { self.label }
+
+    /// A stable label for logs and metrics (the `reason` of `epmd_registration_failures_total`).
+    public var label: String {
         switch self {
         case .nameInUse: "name_in_use"
         case .nameTooLong: "name_too_long"
@@ -19,5 +22,5 @@ public enum NodeRegistryError: Error, Hashable, Sendable, CustomStringConvertibl
         }
     }
 
-    public var description: String { self.reason }
+    public var description: String { self.label }
 }

@@ -10,6 +10,9 @@ public enum UnregisterReason: String, CaseIterable, Hashable, Sendable {
     case stop
     /// The gateway shut down with the node still registered.
     case shutdown
+
+    /// The metric label (the raw value).
+    public var label: String { self.rawValue }
 }
 
 /// One change of the live table. Every change bumps the registry's generation by one and makes one

@@ -1,61 +1,11 @@
 import EPMDProtocol
 import EPMDRegistry
 
-/// Why a connection was closed. Also the reason labels of the server's counters.
-public enum CloseReason: Hashable, Sendable, CustomStringConvertible {
-    /// The request broke a framing or structure rule; closed without a reply.
-    case malformed(EPMDProtocolError)
-    /// A local-only request (ALIVE2, DUMP, KILL, STOP) from a non-local peer; closed without a reply.
-    case notLocal(EPMDMessageCode)
-    /// STOP without relaxed command checking; closed without a reply.
-    case stopNotAllowed
-    /// The request was answered (the normal end of a one-shot connection).
-    case answered
-    /// The peer closed (EOF) before or after a request.
-    case peerClosed
-    /// A read or write failed (reset, broken pipe).
-    case ioError
-    /// A byte arrived on a registration connection ("got more than expected on ALIVE socket").
-    case strayData
-    /// The request did not complete within the packet timeout, counted from connect.
-    case timeout
-    /// The registration was removed by a STOP request.
-    case stopped
-    /// The server is shutting down.
-    case shutdown
-
-    public var description: String {
-        switch self {
-        case .malformed(let error): "malformed (\(error.reason))"
-        case .notLocal(let code): "non-local peer sent \(code)"
-        case .stopNotAllowed: "STOP_REQ without relaxed command check"
-        case .answered: "answered"
-        case .peerClosed: "peer closed"
-        case .ioError: "I/O error"
-        case .strayData: "got more than expected on ALIVE socket"
-        case .timeout: "timed out"
-        case .stopped: "stopped by STOP_REQ"
-        case .shutdown: "shutdown"
-        }
-    }
-
-    /// What a registration living on the connection ends with.
-    public var unregisterReason: UnregisterReason {
-        switch self {
-        case .strayData: .strayData
-        case .shutdown: .shutdown
-        case .stopped: .stop
-        case .ioError, .malformed, .timeout: .error
-        case .peerClosed, .answered, .notLocal, .stopNotAllowed: .closed
-        }
-    }
-}
-
 /// The life of one epmd connection, as a value that decides and never does I/O.
 ///
 /// `receiving` → (a complete, permitted request) → `replying` → closed after the write, or, for
 /// ALIVE2, `kept`: the connection then lives until the peer closes, errs or sends anything.
-public struct EPMDConnectionStateMachine: Sendable {
+public struct EPMDConnectionStateMachine: Equatable, Sendable {
     public enum State: Equatable, Sendable {
         /// Waiting for the request bytes.
         case receiving
@@ -88,6 +38,29 @@ public struct EPMDConnectionStateMachine: Sendable {
         self.relaxedCommandCheck = relaxedCommandCheck
     }
 
+    /// A machine that resumes where an exported one stopped: its state and the bytes of an
+    /// incomplete request.
+    public init(isLocalPeer: Bool, relaxedCommandCheck: Bool, state: State, buffered: [UInt8]) {
+        self.isLocalPeer = isLocalPeer
+        self.relaxedCommandCheck = relaxedCommandCheck
+        self.state = state
+        self.assembler = EPMDFrameAssembler(buffered: buffered)
+    }
+
+    /// The bytes of an incomplete request received so far.
+    public var buffered: [UInt8] { self.assembler.buffered }
+
+    /// How many bytes the next read may take. While a request is incomplete, what C epmd's input
+    /// buffer still holds (3059 bytes in all, length prefix included): C epmd never reads past it
+    /// before it decides, so a peer that sent more than a request sees a reset when the connection
+    /// closes with its bytes unread, and a complete request followed by more bytes is still served.
+    public var readLimit: Int {
+        switch self.state {
+        case .receiving: EPMDFrameAssembler.capacity - self.assembler.bufferedCount
+        case .replying, .kept, .closed: EPMDFrameAssembler.capacity
+        }
+    }
+
     /// Whether the packet timeout applies (everything but a kept registration).
     public var isTimed: Bool { self.state != .kept && self.state != .closed }
 
@@ -95,11 +68,11 @@ public struct EPMDConnectionStateMachine: Sendable {
     /// - Parameter bytes: the bytes just read.
     /// - Returns: what the server should do.
     public mutating func received(_ bytes: [UInt8]) -> ReceiveDecision {
-        bytes.withUnsafeBytes { self.received($0) }
+        self.received(bytes[...])
     }
 
-    /// Bytes arrived from the peer (the loop's entry point: straight from its read buffer).
-    public mutating func received(_ bytes: UnsafeRawBufferPointer) -> ReceiveDecision {
+    /// Bytes arrived from the peer (the loop's entry point: a slice of its read buffer, no copy).
+    public mutating func received(_ bytes: ArraySlice<UInt8>) -> ReceiveDecision {
         switch self.state {
         case .receiving:
             switch self.assembler.append(bytes) {

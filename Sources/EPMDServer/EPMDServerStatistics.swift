@@ -1,19 +1,20 @@
 import EPMDPosix
 import EPMDProtocol
+import EPMDRegistry
 import Synchronization
 
-/// A snapshot of the counters kept by the epmd loop (read by tests now, by metrics later).
+/// A snapshot of the counters kept by the epmd loop.
 public struct EPMDServerStatistics: Sendable, Equatable {
     /// Connections accepted.
     public var accepted: UInt64 = 0
-    /// Accept attempts refused by reason (`emfile`, ...).
-    public var rejected: [String: UInt64] = [:]
-    /// Requests served by type (`alive2`, `port_please2`, `names`, `dump`, `kill`, `stop`).
-    public var requests: [String: UInt64] = [:]
-    /// Malformed or refused requests by reason.
-    public var malformed: [String: UInt64] = [:]
-    /// Registrations refused by reason (`name_in_use`, ...).
-    public var registrationFailures: [String: UInt64] = [:]
+    /// Accept attempts refused, by reason.
+    public var rejected: [EPMDRefusalReason: UInt64] = [:]
+    /// Requests served, by type.
+    public var requests: [EPMDRequestKind: UInt64] = [:]
+    /// Malformed or refused requests, by reason.
+    public var malformed: [EPMDMalformedReason: UInt64] = [:]
+    /// Registrations refused, by reason.
+    public var registrationFailures: [NodeRegistryError: UInt64] = [:]
     /// Connections closed because the packet timeout expired.
     public var timeouts: UInt64 = 0
     /// Connections open right now.
@@ -54,21 +55,25 @@ public enum EPMDRequestResult: String, CaseIterable, Sendable {
     case notFound = "not_found"
     /// Refused: a registration that failed, or KILL with live nodes.
     case refused
+
+    /// The metric label (the raw value).
+    public var label: String { self.rawValue }
 }
 
 /// Receives what the epmd loop does, for metrics. Called on the loop thread, so every method must be
-/// quick and must never block or throw.
+/// quick and must never block or throw. Reasons are typed: a receiver makes its series from each
+/// reason type's `allCases` and their `label`s.
 public protocol EPMDServerInstruments: Sendable {
     /// A request was answered; `seconds` runs from the accept to the reply handed to the kernel.
     func requestServed(_ kind: EPMDRequestKind, result: EPMDRequestResult, seconds: Double)
     /// A connection was accepted.
     func connectionAccepted()
-    /// An accept failed (`emfile`, `enfile`, `no_memory`, `accept_error`).
-    func connectionRejected(reason: String)
-    /// A connection was closed for bad input (`EPMDProtocolError.reason`, `not_local`, ...).
-    func packetMalformed(reason: String)
-    /// A well-formed registration was refused (`NodeRegistryError.reason`).
-    func registrationFailed(reason: String)
+    /// An accept failed.
+    func connectionRejected(_ reason: EPMDRefusalReason)
+    /// A connection was closed for bad input.
+    func packetMalformed(_ reason: EPMDMalformedReason)
+    /// A well-formed registration was refused.
+    func registrationFailed(_ reason: NodeRegistryError)
     /// A connection was closed by the packet timeout.
     func connectionTimedOut()
 }
@@ -92,9 +97,9 @@ final class EPMDServerCounters: Sendable {
     init(instruments: (any EPMDServerInstruments)?) { self.instruments = instruments }
 
     private struct Reasons {
-        var rejected: [String: UInt64] = [:]
-        var malformed: [String: UInt64] = [:]
-        var registrationFailures: [String: UInt64] = [:]
+        var rejected: [EPMDRefusalReason: UInt64] = [:]
+        var malformed: [EPMDMalformedReason: UInt64] = [:]
+        var registrationFailures: [NodeRegistryError: UInt64] = [:]
     }
 
     /// Counts a served request; `acceptedAt` is the connection's monotonic accept time.
@@ -119,19 +124,19 @@ final class EPMDServerCounters: Sendable {
         self.instruments?.connectionAccepted()
     }
 
-    func rejected(_ reason: String) {
+    func rejected(_ reason: EPMDRefusalReason) {
         self.reasons.withLock { $0.rejected[reason, default: 0] += 1 }
-        self.instruments?.connectionRejected(reason: reason)
+        self.instruments?.connectionRejected(reason)
     }
 
-    func malformed(_ reason: String) {
+    func malformed(_ reason: EPMDMalformedReason) {
         self.reasons.withLock { $0.malformed[reason, default: 0] += 1 }
-        self.instruments?.packetMalformed(reason: reason)
+        self.instruments?.packetMalformed(reason)
     }
 
-    func registrationFailed(_ reason: String) {
+    func registrationFailed(_ reason: NodeRegistryError) {
         self.reasons.withLock { $0.registrationFailures[reason, default: 0] += 1 }
-        self.instruments?.registrationFailed(reason: reason)
+        self.instruments?.registrationFailed(reason)
     }
 
     func timedOut() {
@@ -153,7 +158,7 @@ final class EPMDServerCounters: Sendable {
             (.kill, self.kill.load(ordering: .relaxed)),
             (.stop, self.stop.load(ordering: .relaxed)),
         ]
-        for (kind, value) in values where value > 0 { statistics.requests[kind.label] = value }
+        for (kind, value) in values where value > 0 { statistics.requests[kind] = value }
         let reasons = self.reasons.withLock { $0 }
         statistics.rejected = reasons.rejected
         statistics.malformed = reasons.malformed

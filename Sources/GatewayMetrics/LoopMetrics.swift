@@ -18,12 +18,12 @@ public final class LoopMetrics: EPMDServerInstruments {
     private let unexpectedRequests: HandleCache<RequestKey, Counter>
     /// By `EPMDRequestKind.rawValue`.
     private let requestDurations: [DurationHistogram]
-    private let registrationFailures: [String: Counter]
+    private let registrationFailures: [NodeRegistryError: Counter]
     private let connections: Gauge
     private let accepted: Counter
-    private let rejected: [String: Counter]
+    private let rejected: [EPMDRefusalReason: Counter]
     private let timeouts: Counter
-    private let malformed: [String: Counter]
+    private let malformed: [EPMDMalformedReason: Counter]
     private let logger: Logger
 
     // MARK: - Label sets
@@ -38,20 +38,15 @@ public final class LoopMetrics: EPMDServerInstruments {
         (.stop, [.ok, .notFound]),
     ]
 
-    /// The `reason` values of `epmd_malformed_packets_total`: every `EPMDProtocolError`, and the
-    /// loop's own refusals. Anything else is counted as `other`.
-    public static let malformedReasons: [String] =
-        [
-            EPMDProtocolError.invalidLength, .overrun, .unknownCode, .alive2TooSmall, .alive2NameLength,
-            .alive2ExtraLength, .nulInName, .emptyName, .invalidName, .truncated,
-        ].map(\.reason) + ["not_local", "stop_not_allowed", "stray_data"]
+    /// The `reason` values of `epmd_malformed_packets_total`: every `EPMDMalformedReason` (each
+    /// `EPMDProtocolError`, and the loop's own refusals).
+    public static let malformedReasons: [String] = EPMDMalformedReason.allCases.map(\.label)
 
     /// The `reason` values of `epmd_registration_failures_total` (every `NodeRegistryError`).
-    public static let registrationFailureReasons: [String] =
-        [NodeRegistryError.nameInUse, .nameTooLong, .invalidEncoding, .extraTooLong].map(\.reason)
+    public static let registrationFailureReasons: [String] = NodeRegistryError.allCases.map(\.label)
 
-    /// The `reason` values of `epmd_connections_rejected_total` (the loop's accept failures).
-    public static let rejectionReasons = ["emfile", "enfile", "no_memory", "accept_error"]
+    /// The `reason` values of `epmd_connections_rejected_total` (every `EPMDRefusalReason`).
+    public static let rejectionReasons: [String] = EPMDRefusalReason.allCases.map(\.label)
 
     /// Latency buckets, seconds: a lookup on loopback takes tens of microseconds, so the client
     /// defaults (5 ms to 10 s) would put everything in the first bucket.
@@ -78,18 +73,18 @@ public final class LoopMetrics: EPMDServerInstruments {
                 requests[RequestKey(kind: kind, result: result).slot] = counter(
                     "epmd_requests_total",
                     Self.requestsHelp,
-                    [("request", kind.label), ("result", result.rawValue)]
+                    [("request", kind.label), ("result", result.label)]
                 )
             }
         }
         self.requests = requests
         self.unexpectedRequests = HandleCache { key in
             logger.warning(
-                "metrics: unexpected request result \(key.kind.label)/\(key.result.rawValue), counted on its own"
+                "metrics: unexpected request result \(key.kind.label)/\(key.result.label), counted on its own"
             )
             return collectors.makeCounter(
                 descriptor: GatewayMetrics.descriptor("epmd_requests_total", Self.requestsHelp),
-                labels: [("request", key.kind.label), ("result", key.result.rawValue)]
+                labels: [("request", key.kind.label), ("result", key.result.label)]
             )
         }
         self.requestDurations = EPMDRequestKind.allCases.sorted { $0.rawValue < $1.rawValue }.map { kind in
@@ -103,7 +98,8 @@ public final class LoopMetrics: EPMDServerInstruments {
             )
         }
         self.registrationFailures = Self.reasonCounters(
-            Self.registrationFailureReasons,
+            NodeRegistryError.allCases,
+            \.label,
             { counter("epmd_registration_failures_total", "Well-formed registrations refused, by reason.", $0) }
         )
         self.connections = collectors.makeGauge(
@@ -112,7 +108,8 @@ public final class LoopMetrics: EPMDServerInstruments {
         )
         self.accepted = counter("epmd_connections_accepted_total", "Connections accepted on the epmd port.")
         self.rejected = Self.reasonCounters(
-            Self.rejectionReasons,
+            EPMDRefusalReason.allCases,
+            \.label,
             { counter("epmd_connections_rejected_total", "Accepts on the epmd port that failed, by reason.", $0) }
         )
         self.timeouts = counter(
@@ -120,20 +117,22 @@ public final class LoopMetrics: EPMDServerInstruments {
             "Connections closed because their request did not arrive within the packet timeout."
         )
         self.malformed = Self.reasonCounters(
-            Self.malformedReasons,
+            EPMDMalformedReason.allCases,
+            \.label,
             { counter("epmd_malformed_packets_total", "Connections closed for bad input, by reason.", $0) }
         )
     }
 
     private static let requestsHelp = "epmd requests answered, by request type and result."
 
-    /// One counter per known reason, plus `other` for a reason this module does not know yet.
-    private static func reasonCounters(
-        _ reasons: [String],
+    /// One counter per reason of a closed set (the loop's reasons are enums: no reason can be unknown).
+    private static func reasonCounters<Reason: Hashable>(
+        _ reasons: [Reason],
+        _ label: (Reason) -> String,
         _ make: ([(String, String)]) -> Counter
-    ) -> [String: Counter] {
-        var counters: [String: Counter] = [:]
-        for reason in reasons + ["other"] { counters[reason] = make([("reason", reason)]) }
+    ) -> [Reason: Counter] {
+        var counters: [Reason: Counter] = [:]
+        for reason in reasons { counters[reason] = make([("reason", label(reason))]) }
         return counters
     }
 
@@ -151,29 +150,20 @@ public final class LoopMetrics: EPMDServerInstruments {
         self.accepted.increment()
     }
 
-    public func connectionRejected(reason: String) {
-        self.count(reason, in: self.rejected)
+    public func connectionRejected(_ reason: EPMDRefusalReason) {
+        self.rejected[reason]?.increment()
     }
 
-    public func packetMalformed(reason: String) {
-        self.count(reason, in: self.malformed)
+    public func packetMalformed(_ reason: EPMDMalformedReason) {
+        self.malformed[reason]?.increment()
     }
 
-    public func registrationFailed(reason: String) {
-        self.count(reason, in: self.registrationFailures)
+    public func registrationFailed(_ reason: NodeRegistryError) {
+        self.registrationFailures[reason]?.increment()
     }
 
     public func connectionTimedOut() {
         self.timeouts.increment()
-    }
-
-    private func count(_ reason: String, in counters: [String: Counter]) {
-        if let counter = counters[reason] {
-            counter.increment()
-        } else {
-            self.logger.warning("metrics: unknown reason \(reason), counted as other")
-            counters["other"]?.increment()
-        }
     }
 
     // MARK: - Scrape time

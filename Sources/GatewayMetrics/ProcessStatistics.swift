@@ -1,15 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import EPMDPosix
 
 /// The standard `process_*` facts of this process, read from `/proc/self` at scrape time (the names
 /// and sources every official Prometheus client uses). Anything that cannot be read is nil, and its
 /// series keeps its last value (or, for the CPU counter, is left out).
 ///
-/// This file holds the module's only unsafe pointers: the buffers of `read(2)`, `poll(2)` and
-/// `readdir(3)`.
+/// The system calls (`read(2)`, `poll(2)`, `readdir(3)`, `getrlimit(2)`) are `EPMDPosix.ProcessFacts`'s;
+/// this type only decides what to read and parses it.
 struct ProcessStatistics: Equatable, Sendable {
     /// User plus system CPU time, seconds (`/proc/self/stat` fields 14 and 15).
     var cpuSeconds: Double?
@@ -25,21 +21,18 @@ struct ProcessStatistics: Equatable, Sendable {
     /// Reads everything now.
     static func current() -> ProcessStatistics {
         var statistics = ProcessStatistics()
-        if let stat = self.readSmallFile("/proc/self/stat") {
-            let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-            let page = Double(sysconf(Int32(_SC_PAGESIZE)))
+        if let stat = ProcessFacts.readSmallFile("/proc/self/stat") {
             if let fields = self.parseStat(
                 stat,
-                ticksPerSecond: ticks > 0 ? ticks : 100,
-                pageSize: page > 0 ? page : 4096
+                ticksPerSecond: ProcessFacts.clockTicksPerSecond,
+                pageSize: ProcessFacts.pageSize
             ) {
                 statistics.cpuSeconds = fields.cpuSeconds
                 statistics.virtualMemoryBytes = fields.virtualMemoryBytes
                 statistics.residentMemoryBytes = fields.residentMemoryBytes
             }
         }
-        var limit = rlimit()
-        let soft = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? limit.rlim_cur : nil
+        let soft = ProcessFacts.descriptorSoftLimit()
         statistics.maxFDs = soft.map { Double($0) }
         statistics.openFDs = self.countOpenDescriptors(softLimit: soft)
         return statistics
@@ -53,7 +46,7 @@ struct ProcessStatistics: Equatable, Sendable {
     /// in the kernel, whatever the buffer size. One `poll` over every slot of the table, with no events
     /// and no timeout, costs 0.1-0.2 ms for the same 19,000: the kernel flags each slot that holds no
     /// descriptor with POLLNVAL and only looks at the others.
-    static func countOpenDescriptors(softLimit: rlim_t?) -> Int? {
+    static func countOpenDescriptors(softLimit: UInt?) -> Int? {
         if let soft = softLimit, let table = self.descriptorTableSize(),
             let count = self.countByPoll(
                 tableSize: table,
@@ -68,7 +61,7 @@ struct ProcessStatistics: Equatable, Sendable {
     /// `FDSize` of `/proc/self/status`: the slots of the descriptor table (above the highest open
     /// descriptor; the table only grows).
     static func descriptorTableSize() -> Int? {
-        guard let status = self.readSmallFile("/proc/self/status") else { return nil }
+        guard let status = ProcessFacts.readSmallFile("/proc/self/status") else { return nil }
         return self.parseFDSize(status)
     }
 
@@ -87,43 +80,15 @@ struct ProcessStatistics: Equatable, Sendable {
     /// descriptor at or above the limit can be opened while it holds (poll also refuses more entries
     /// than the limit); only one opened before the limit was lowered would be missed, and the gateway
     /// only ever raises it. nil for an absurd size or an error.
-    static func countByPoll(tableSize: Int, softLimit: rlim_t) -> Int? {
-        let slots = rlim_t(max(tableSize, 0)) < softLimit ? tableSize : Int(clamping: softLimit)
+    static func countByPoll(tableSize: Int, softLimit: UInt) -> Int? {
+        let slots = UInt(max(tableSize, 0)) < softLimit ? tableSize : Int(clamping: softLimit)
         guard slots > 0, slots <= 1 << 22 else { return nil }
-        var entries = [pollfd](repeating: pollfd(fd: 0, events: 0, revents: 0), count: slots)
-        for index in 0..<slots { entries[index].fd = Int32(index) }
-        let result = entries.withUnsafeMutableBufferPointer { buffer -> Int32 in
-            guard let base = buffer.baseAddress else { return -1 }
-            return poll(base, nfds_t(buffer.count), 0)
-        }
-        guard result >= 0 else { return nil }
-        let invalid = Int16(POLLNVAL)
-        var count = 0
-        for entry in entries where entry.revents & invalid == 0 { count += 1 }
-        return count
+        return ProcessFacts.countOpenDescriptorsByPoll(slots: slots)
     }
 
     /// Counts the entries of `/proc/self/fd`, leaving out the directory's own descriptor.
     static func countByListing() -> Int? {
-        guard let directory = opendir("/proc/self/fd") else { return nil }
-        defer { closedir(directory) }
-        let own = dirfd(directory)
-        var count = 0
-        while let entry = readdir(directory) {
-            let fd = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32? in
-                var value: Int32 = 0
-                var digits = 0
-                for byte in raw {
-                    if byte == 0 { break }
-                    guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"), digits < 10 else { return nil }
-                    value = value &* 10 &+ Int32(byte - UInt8(ascii: "0"))
-                    digits += 1
-                }
-                return digits > 0 ? value : nil
-            }
-            if let fd, fd != own { count += 1 }
-        }
-        return count
+        ProcessFacts.countOpenDescriptorsByListing()
     }
 
     /// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and may hold spaces and
@@ -150,25 +115,5 @@ struct ProcessStatistics: Equatable, Sendable {
             Double(vsize),
             Double(rss) * pageSize
         )
-    }
-
-    /// Reads a file of at most 8 KiB (`/proc/self/stat` or `status`), nil on any error.
-    private static func readSmallFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        var filled = 0
-        while filled < buffer.count {
-            let count = buffer.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return -1 }
-                return read(fd, base + filled, raw.count - filled)
-            }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { return nil }
-            if count == 0 { break }
-            filled += count
-        }
-        return Array(buffer[..<filled])
     }
 }

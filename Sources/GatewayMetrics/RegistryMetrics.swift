@@ -32,9 +32,9 @@ public final class RegistryMetrics: Sendable {
             collectors.makeGauge(descriptor: GatewayMetrics.descriptor(name, help), labels: labels)
         }
         let nodesHelp = "Nodes registered now, by node type (normal 77, hidden 72, other codes)."
-        self.nodesNormal = gauge("epmd_nodes", nodesHelp, [("type", "normal")])
-        self.nodesHidden = gauge("epmd_nodes", nodesHelp, [("type", "hidden")])
-        self.nodesOther = gauge("epmd_nodes", nodesHelp, [("type", "other")])
+        self.nodesNormal = gauge("epmd_nodes", nodesHelp, [("type", NodeType.normal.label)])
+        self.nodesHidden = gauge("epmd_nodes", nodesHelp, [("type", NodeType.hidden.label)])
+        self.nodesOther = gauge("epmd_nodes", nodesHelp, [("type", NodeType.other(0).label)])
         self.registrations = counter(
             "epmd_registrations_total",
             "Registrations accepted (ALIVE2 answered with success)."
@@ -44,7 +44,7 @@ public final class RegistryMetrics: Sendable {
             unregistrations[reason] = counter(
                 "epmd_unregistrations_total",
                 "Registrations that ended, by reason.",
-                [("reason", reason.rawValue)]
+                [("reason", reason.label)]
             )
         }
         self.unregistrations = unregistrations
@@ -102,17 +102,8 @@ public final class RegistryMetrics: Sendable {
             buffer.append(contentsOf: "\",port=\"".utf8)
             TextExposition.appendDecimal(node.port, to: &buffer)
             buffer.append(contentsOf: "\",type=\"".utf8)
-            buffer.append(contentsOf: Self.typeLabel(node.request.nodeType).utf8)
+            buffer.append(contentsOf: node.request.type.label.utf8)
             buffer.append(contentsOf: "\"} 1\n".utf8)
-        }
-    }
-
-    /// The `type` label of a node type code, as `epmd_nodes` and the JSON API spell it.
-    static func typeLabel(_ code: UInt8) -> String {
-        switch code {
-        case 77: "normal"
-        case 72: "hidden"
-        default: "other"
         }
     }
 }

@@ -3,6 +3,8 @@ import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
 import Foundation
+import InMemoryLogging
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -22,7 +24,7 @@ import Glibc
         close(fd)
         #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
         #expect(try Wire.request(harness.port, [122] + Array("foo".utf8)) == [0x77, 1])
-        #expect(harness.server.statistics.requests["alive2"] == 1)
+        #expect(harness.server.statistics.requests[.alive2] == 1)
     }
 
     @Test("a stray byte on a registration unregisters it and closes the connection")
@@ -34,7 +36,7 @@ import Glibc
         Wire.send(fd, [0])
         #expect(Wire.readToEOF(fd) == [])
         #expect(try Wire.names(harness.port).isEmpty)
-        #expect(harness.server.statistics.malformed["stray_data"] == 1)
+        #expect(harness.server.statistics.malformed[.strayData] == 1)
     }
 
     @Test("a duplicate name gets result 1 and the first registration is untouched")
@@ -47,7 +49,7 @@ import Glibc
         defer { close(second) }
         #expect(reply == [0x79, 1, 0, 0x63])
         #expect(try Wire.names(harness.port) == "name dup at port 1\n")
-        #expect(harness.server.statistics.registrationFailures["name_in_use"] == 1)
+        #expect(harness.server.statistics.registrationFailures[.nameInUse] == 1)
     }
 
     @Test("malformed packets close only their own connection and are counted")
@@ -64,10 +66,10 @@ import Glibc
         }
         #expect(try Wire.names(harness.port) == "name keep at port 7\n")
         let statistics = harness.server.statistics
-        #expect(statistics.malformed["invalid_length"] == 2)
-        #expect(statistics.malformed["unknown_code"] == 1)
-        #expect(statistics.malformed["overrun"] == 1)
-        #expect(statistics.malformed["alive2_too_small"] == 1)
+        #expect(statistics.malformed[.protocolError(.invalidLength)] == 2)
+        #expect(statistics.malformed[.protocolError(.unknownCode)] == 1)
+        #expect(statistics.malformed[.protocolError(.overrun)] == 1)
+        #expect(statistics.malformed[.protocolError(.alive2TooSmall)] == 1)
     }
 
     @Test("the packet timeout counts from connect: a client dribbling bytes is closed")
@@ -210,5 +212,97 @@ enum ServerTestSupport {
         defer { close(fd) }
         guard let address = SocketAddress(literal: "::1", port: 0) else { return false }
         return address.withSockaddrPublic { bind(fd, $0, $1) } == 0
+    }
+}
+
+/// Over-long and overfull requests end as in C epmd: it reads at most 3059 bytes (its input buffer)
+/// before it decides, so bytes beyond a request are left unread and its close is a reset (RST).
+@Suite(.timeLimit(.minutes(1))) struct OverlongFrameTests {
+    /// Reads until EOF or an error: the bytes, and whether the connection ended with a reset.
+    static func outcome(_ fd: Int32) -> (bytes: [UInt8], reset: Bool) {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                result += buffer[0..<count]
+                continue
+            }
+            return (result, count < 0 && errno == ECONNRESET)
+        }
+    }
+
+    static func exchange(_ port: UInt16, _ bytes: [UInt8]) throws -> (bytes: [UInt8], reset: Bool) {
+        let fd = try Wire.connect(port)
+        defer { close(fd) }
+        Wire.send(fd, bytes)
+        usleep(100_000)
+        return self.outcome(fd)
+    }
+
+    @Test("a frame longer than 3057 bytes, sent whole, is closed with a reset (C epmd: RST)")
+    func overlongResets() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        for (length, body) in [(3058, 3058), (3058, 4000), (65535, 65535)] {
+            let result = try Self.exchange(
+                harness.port,
+                [UInt8(length >> 8), UInt8(length & 0xFF)] + [UInt8](repeating: 110, count: body)
+            )
+            #expect(result.bytes.isEmpty, "length \(length), body \(body)")
+            #expect(result.reset, "length \(length), body \(body)")
+        }
+        #expect(harness.server.statistics.malformed[.protocolError(.invalidLength)] == 3)
+    }
+
+    @Test("an over-long length alone (nothing unread) is closed in order, as in C epmd (FIN)")
+    func overlongHeaderOnly() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let result = try Self.exchange(harness.port, [0x0B, 0xF2])
+        #expect(result.bytes.isEmpty && !result.reset)
+        let padded = try Self.exchange(harness.port, [0x0B, 0xF2, 110, 110])
+        #expect(padded.bytes.isEmpty && !padded.reset)
+    }
+
+    @Test("a 3057-byte request with one byte more: served from the first 3059 bytes, then reset (C epmd)")
+    func fullBufferThenMore() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let request: [UInt8] = [0x0B, 0xF1, 110] + [UInt8](repeating: 0x58, count: 3056)
+        let result = try Self.exchange(harness.port, request + [0x58])
+        #expect(result.bytes == EPMDResponse.portPrefix(0))
+        #expect(result.reset)
+        // Overrun within the buffer is still refused without a reply.
+        let overrun = try Self.exchange(harness.port, [0, 1, 110, 110])
+        #expect(overrun.bytes.isEmpty && !overrun.reset)
+    }
+}
+
+/// What the loop logs, captured with swift-log's `InMemoryLogHandler`: C epmd's texts, at the levels
+/// that match its debug levels.
+@Suite(.timeLimit(.minutes(1))) struct ServerLoggingTests {
+    @Test("registration, unregistration and refusals are logged with C epmd's texts and mapped levels")
+    func lines() throws {
+        let harness = try ServerHarness()
+        defer { harness.stop() }
+        let (fd, reply) = try Wire.register(harness.port, "logged", nodePort: 5555)
+        #expect(reply.prefix(2) == [0x76, 0])
+        let creation = UInt32(reply[2]) << 24 | UInt32(reply[3]) << 16 | UInt32(reply[4]) << 8 | UInt32(reply[5])
+        close(fd)
+        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+        _ = try Wire.request(harness.port, [97])
+        #expect(Wire.eventually { harness.logLines.contains { $0.hasPrefix("closed connection from 127.0.0.1:") } })
+        let entries = harness.logs.entries
+        let registering = try #require(entries.first { "\($0.message)".hasPrefix("registering") })
+        #expect("\(registering.message)" == "registering 'logged:\(creation)', port 5555")
+        #expect(registering.level == .info)
+        let unregistering = try #require(entries.first { "\($0.message)".hasPrefix("unregistering") })
+        #expect("\(unregistering.message)" == "unregistering 'logged:\(creation)', port 5555 (peer closed)")
+        #expect(unregistering.level == .info)
+        let garbage = try #require(entries.first { "\($0.message)".hasPrefix("closed connection") })
+        #expect("\(garbage.message)".hasSuffix(": malformed (unknown_code)"))
+        #expect(garbage.level == .warning)
+        #expect(entries.contains { "\($0.message)" == "entering the main epoll loop" && $0.level == .debug })
     }
 }

@@ -75,14 +75,26 @@ import Glibc
             #expect(parsed["epmd_request_duration_seconds_bucket", ("request", kind.label), ("le", "0.5")] == 0)
         }
         #expect(parsed["epmd_requests_total", ("request", "names"), ("result", "refused")] == nil)
-        for reason in LoopMetrics.malformedReasons + ["other"] {
+        // Every reason of the loop's closed reason types, made at 0; no `other`, since no reason can be unknown.
+        for reason in EPMDMalformedReason.allCases.map(\.label) {
             #expect(parsed["epmd_malformed_packets_total", ("reason", reason)] == 0)
         }
-        for reason in LoopMetrics.registrationFailureReasons + ["other"] {
+        for reason in NodeRegistryError.allCases.map(\.label) {
             #expect(parsed["epmd_registration_failures_total", ("reason", reason)] == 0)
         }
-        for reason in LoopMetrics.rejectionReasons + ["other"] {
+        for reason in EPMDRefusalReason.allCases.map(\.label) {
             #expect(parsed["epmd_connections_rejected_total", ("reason", reason)] == 0)
+        }
+        #expect(LoopMetrics.malformedReasons.count == EPMDMalformedReason.allCases.count)
+        #expect(
+            LoopMetrics.malformedReasons.contains("invalid_length")
+                && LoopMetrics.malformedReasons.contains("not_local")
+        )
+        #expect(LoopMetrics.rejectionReasons == ["emfile", "enfile", "no_memory", "accept_error"])
+        for family in [
+            "epmd_malformed_packets_total", "epmd_registration_failures_total", "epmd_connections_rejected_total",
+        ] {
+            #expect(parsed[family, ("reason", "other")] == nil)
         }
         for type in ["normal", "hidden", "other"] { #expect(parsed["epmd_nodes", ("type", type)] == 0) }
         #expect(parsed["epmd_registrations_total"] == 0)
@@ -133,13 +145,13 @@ import Glibc
         metrics.loop.requestServed(.names, result: .refused, seconds: 0.0001)
         metrics.loop.connectionAccepted()
         metrics.loop.connectionAccepted()
-        metrics.loop.connectionRejected(reason: "emfile")
-        metrics.loop.connectionRejected(reason: "something_new")
-        metrics.loop.packetMalformed(reason: "unknown_code")
-        metrics.loop.packetMalformed(reason: "unknown_code")
-        metrics.loop.packetMalformed(reason: "not_local")
-        metrics.loop.packetMalformed(reason: "free text from nowhere")
-        metrics.loop.registrationFailed(reason: "name_in_use")
+        metrics.loop.connectionRejected(.emfile)
+        metrics.loop.connectionRejected(.acceptError)
+        metrics.loop.packetMalformed(.protocolError(.unknownCode))
+        metrics.loop.packetMalformed(.protocolError(.unknownCode))
+        metrics.loop.packetMalformed(.notLocal)
+        metrics.loop.packetMalformed(.strayData)
+        metrics.loop.registrationFailed(.nameInUse)
         metrics.loop.connectionTimedOut()
 
         let parsed = Self.scrape(metrics)
@@ -163,11 +175,12 @@ import Glibc
         #expect(parsed["epmd_request_duration_seconds_bucket", ("request", "names"), ("le", "+Inf")] == 3)
         #expect(parsed["epmd_connections_accepted_total"] == 2)
         #expect(parsed["epmd_connections_rejected_total", ("reason", "emfile")] == 1)
-        #expect(parsed["epmd_connections_rejected_total", ("reason", "other")] == 1)
-        #expect(parsed["epmd_connections_rejected_total", ("reason", "something_new")] == nil)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "accept_error")] == 1)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_malformed_packets_total", ("reason", "unknown_code")] == 2)
         #expect(parsed["epmd_malformed_packets_total", ("reason", "not_local")] == 1)
-        #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == 1)
+        #expect(parsed["epmd_malformed_packets_total", ("reason", "stray_data")] == 1)
+        #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_registration_failures_total", ("reason", "name_in_use")] == 1)
         #expect(parsed["epmd_connection_timeouts_total"] == 1)
     }

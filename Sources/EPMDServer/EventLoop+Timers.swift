@@ -1,0 +1,51 @@
+import EPMDPosix
+import Logging
+
+/// Time: the packet timeout, replies held back by `-delay_write`, paused accepting, the shutdown
+/// grace period, and the signals that start it.
+extension EventLoop {
+    /// How long the next `epoll_wait` may sleep: until the earliest timer, at most 60 s; -1 without one.
+    func nextTimeoutMilliseconds() -> Int32 {
+        var next = UInt64.max
+        if let head = self.timed.head { next = min(next, head.deadline) }
+        if let head = self.delayedWrites.first { next = min(next, head.at) }
+        if self.acceptPaused { next = min(next, self.acceptResumeAt) }
+        if let drainUntil = self.drainUntil { next = min(next, drainUntil) }
+        guard next != .max else { return -1 }
+        let now = System.monotonicNanoseconds()
+        guard next > now else { return 0 }
+        return Int32(min((next - now + 999_999) / 1_000_000, 60_000))
+    }
+
+    mutating func expireTimers() {
+        let now = System.monotonicNanoseconds()
+        while let connection = self.timed.head, connection.deadline <= now {
+            self.timed.remove(connection)
+            self.logger.info("closing because timed out on receive (\(connection.id))")
+            self.server.counters.timedOut()
+            self.close(connection, reason: .timeout)
+        }
+        while let head = self.delayedWrites.first, head.at <= now {
+            self.delayedWrites.removeFirst()  // a short list: only `-delay_write` (a test aid) fills it
+            guard let connection = self.connection(fd: head.fd, serial: head.serial) else { continue }
+            self.flush(connection)
+        }
+        if self.acceptPaused, now >= self.acceptResumeAt { self.resumeAccepting() }
+        if let drainUntil = self.drainUntil, now >= drainUntil { self.exitReason = .shutdown }
+    }
+
+    mutating func drainSignals() {
+        while let signal = System.readSignal(self.signalFD) {
+            let grace = self.server.configuration.shutdownGrace
+            if grace > 0 && self.drainUntil == nil {
+                self.logger.info("got signal \(signal), draining for \(grace) s")
+                self.server.startDraining()
+                self.drainUntil = System.monotonicNanoseconds() + UInt64(grace) * 1_000_000_000
+            } else {
+                self.logger.info("got signal \(signal), shutting down")
+                self.server.startDraining()
+                self.exitReason = .shutdown
+            }
+        }
+    }
+}
