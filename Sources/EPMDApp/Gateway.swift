@@ -194,19 +194,9 @@ public final class Gateway: Sendable {
         while loopEnded() == nil && !self.lifecycle.shutdownRequested {
             self.wake.wait(milliseconds: -1)
         }
-        if loopEnded() == nil {
-            // At most an hour, as the command line allows (options built in code are not parsed).
-            let seconds = min(max(self.options.shutdownGrace, 0), 3600)
-            let grace = UInt64(seconds) * 1_000_000_000
-            if grace > 0 { self.logger.info("shutdown requested, draining for \(seconds) s") }
-            let deadline = System.monotonicNanoseconds() + grace
-            while loopEnded() == nil {
-                let now = System.monotonicNanoseconds()
-                guard now < deadline else { break }
-                self.wake.wait(milliseconds: Int32(min((deadline - now + 999_999) / 1_000_000, 60_000)))
-            }
-            self.server.shutdown()
-        }
+        // `shutdown()`: the loop drains as it does for SIGTERM (readiness 503, the epmd port serving
+        // for the grace), then ends on its own.
+        if loopEnded() == nil { self.server.drain() }
         thread.join()
         return loopEnded() ?? .shutdown
     }
@@ -284,7 +274,8 @@ extension Gateway {
             historyLimit: options.debugLevel > 0
                 ? EPMDLimits.debugUnregisteredHistory : EPMDLimits.unregisteredHistory,
             handleSignals: handlesSignals,
-            shutdownGrace: options.shutdownGrace
+            // At most an hour, as the command line allows (options built in code are not parsed).
+            shutdownGrace: min(max(options.shutdownGrace, 0), 3600)
         )
         let registry = NodeRegistry(
             historyLimit: configuration.historyLimit,

@@ -32,6 +32,7 @@ public final class EPMDServer: Sendable {
     private let listenFDs: [Int32]
     private let wake: WakeEvent
     private let shutdownRequested = Atomic<Bool>(false)
+    private let drainRequested = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
     let counters: EPMDServerCounters
 
@@ -79,7 +80,16 @@ public final class EPMDServer: Sendable {
     /// A copy of the counters.
     public var statistics: EPMDServerStatistics { self.counters.snapshot }
 
-    /// Asks the loop to stop; safe from any thread.
+    /// Asks the loop to drain, exactly as SIGTERM does: from now on `isDraining` is true, the epmd port
+    /// serves on for the configured shutdown grace, then the loop stops (at once without a grace).
+    /// Idempotent, and safe from any thread.
+    public func drain() {
+        self.startDraining()
+        self.drainRequested.store(true, ordering: .releasing)
+        self.wake.signal()
+    }
+
+    /// Asks the loop to stop now; safe from any thread.
     public func shutdown() {
         self.shutdownRequested.store(true, ordering: .releasing)
         self.wake.signal()
@@ -98,6 +108,8 @@ public final class EPMDServer: Sendable {
     }
 
     var isShutdownRequested: Bool { self.shutdownRequested.load(ordering: .acquiring) }
+    /// Takes a pending `drain()` request (true once per request).
+    func takeDrainRequest() -> Bool { self.drainRequested.exchange(false, ordering: .acquiringAndReleasing) }
     var listeners: [Int32] { self.listenFDs }
     var wakeDescriptor: Int32 { self.wake.descriptor }
 }

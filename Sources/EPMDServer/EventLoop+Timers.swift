@@ -36,16 +36,21 @@ extension EventLoop {
 
     mutating func drainSignals() {
         while let signal = System.readSignal(self.signalFD) {
-            let grace = self.server.configuration.shutdownGrace
-            if grace > 0 && self.drainUntil == nil {
-                self.logger.info("got signal \(signal), draining for \(grace) s")
-                self.server.startDraining()
-                self.drainUntil = System.monotonicNanoseconds() + UInt64(grace) * 1_000_000_000
-            } else {
-                self.logger.info("got signal \(signal), shutting down")
-                self.server.startDraining()
-                self.exitReason = .shutdown
-            }
+            self.beginDrain(because: "got signal \(signal)")
+        }
+    }
+
+    /// SIGTERM, SIGINT or `EPMDServer.drain()`: serve on for the shutdown grace (readiness reads
+    /// draining), then stop; a second request during the grace, or no grace, stops at once.
+    mutating func beginDrain(because cause: String) {
+        let grace = self.server.configuration.shutdownGrace
+        self.server.startDraining()
+        if grace > 0 && self.drainUntil == nil {
+            self.logger.info("\(cause), draining for \(grace) s")
+            self.drainUntil = System.monotonicNanoseconds() + UInt64(grace) * 1_000_000_000
+        } else {
+            self.logger.info("\(cause), shutting down")
+            self.exitReason = .shutdown
         }
     }
 }

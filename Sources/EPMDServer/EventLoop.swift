@@ -102,6 +102,7 @@ struct EventLoop {
                 self.acceptConnections(listenerIndex: Int(index))
             case .wake:
                 System.drainEvent(self.server.wakeDescriptor)
+                if self.server.takeDrainRequest() { self.beginDrain(because: "shutdown requested") }
             case .signal:
                 self.drainSignals()
             case nil:
