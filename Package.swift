@@ -80,21 +80,29 @@ let package = Package(
 
         // MARK: - Tests
 
+        /// What the test targets share: the raw epmd wire client, external tools and the CI rule (in CI a
+        /// missing tool fails, never skips), the curl runner, child processes, polling, the repository root.
+        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "EPMDProtocolTests", dependencies: ["EPMDProtocol"]),
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "EPMDServerTests",
-            dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
+            dependencies: [
+                "EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem", "GatewayTestSupport",
+            ]
         ),
         .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer", "EPMDPosix"]),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
+        .testTarget(
+            name: "GatewayHTTPTests",
+            dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol", "GatewayTestSupport"]
+        ),
         .testTarget(
             name: "GatewayMetricsTests",
             dependencies: ["GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["epmd-gateway"],
+            dependencies: ["epmd-gateway", "GatewayTestSupport"],
             // The headless Chromium driver the status page test runs (Python, standard library only).
             exclude: ["Support/chromium_cdp.py"]
         ),

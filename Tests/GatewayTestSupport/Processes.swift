@@ -1,0 +1,124 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Child processes
+
+extension Process {
+    /// SIGKILL and wait (at most `seconds`) until Foundation sees the exit; returns whether it did.
+    @discardableResult
+    public func killAndWait(seconds: TimeInterval = 5) -> Bool {
+        guard self.processIdentifier > 0, self.isRunning else { return true }
+        Glibc.kill(self.processIdentifier, SIGKILL)
+        return Poll.blockingUntil(timeout: .seconds(seconds), interval: .milliseconds(10)) { !self.isRunning } != nil
+    }
+
+    /// `run()`, called from a new thread whose signal mask is empty: the child starts with no signal
+    /// blocked, as from a shell. Every child process of these tests is started this way.
+    ///
+    /// Foundation's `Process` hands the calling thread's signal mask to the child, and the threads that
+    /// run Swift Testing's tests block nearly every signal: a process started from a test directly starts
+    /// with SIGTERM, SIGINT, SIGHUP, SIGCHLD... blocked, so C epmd (which never unblocks them) ignores
+    /// SIGTERM. Foundation notices a child's exit through a socket pair and waitpid on its own thread, not
+    /// through SIGCHLD or the starting thread, so starting from a short-lived thread changes nothing for
+    /// it. The caller waits only for the spawn itself.
+    public func runUnmasked() throws {
+        final class Outcome: @unchecked Sendable {
+            // @unchecked: written by the spawning thread before `done.signal()`, read after `done.wait()`.
+            var error: (any Error)?
+        }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var none = sigset_t()
+            sigemptyset(&none)
+            pthread_sigmask(SIG_SETMASK, &none, nil)
+            do { try self.run() } catch { outcome.error = error }
+            done.signal()
+        }
+        .start()
+        done.wait()
+        if let error = outcome.error { throw error }
+    }
+}
+
+/// Runs blocking work (a `Command.run` that waits for a process, say) on a thread of its own, so that the
+/// two threads of the cooperative pool on this 2-core machine stay free for the other tests running in
+/// parallel.
+public enum Blocking {
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+}
+
+// MARK: - One-shot commands
+
+/// What `Command.run` returns.
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+
+    public init(status: Int32, stdout: String, stderr: String) {
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+}
+
+public enum Command {
+    /// Runs a command to completion with a time bound (blocking the calling thread: from async code, call
+    /// it inside `Blocking.run`); returns status, stdout and stderr.
+    ///
+    /// Output goes to files, not pipes: a pipe's write end can leak into processes other tests spawn at the
+    /// same moment, and then its reader waits for them.
+    public static func run(
+        _ path: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        currentDirectory: URL? = nil,
+        timeout: TimeInterval = 30
+    ) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out")
+        let err = dir.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.runUnmasked()
+        let finished = Poll.blockingUntil(timeout: .seconds(timeout), interval: .milliseconds(10)) {
+            !process.isRunning
+        }
+        if finished == nil {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw TestFailure("\(path) \(arguments) did not finish within \(timeout) s")
+        }
+        return CommandResult(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Runs `binary -port P <arguments>` (an epmd client mode, usually) on a thread of its own (see
+    /// `Blocking`), with a 10 s bound.
+    public static func epmd(_ binary: String, port: UInt16, _ arguments: [String]) async throws -> CommandResult {
+        try await Blocking.run { try self.run(binary, ["-port", String(port)] + arguments, timeout: 10) }
+    }
+}
