@@ -8,11 +8,31 @@ import Glibc
 
 extension Process {
     /// SIGKILL and wait (at most `seconds`) until Foundation sees the exit; returns whether it did.
+    /// Foundation sees it only once every copy of a descriptor the child inherited is closed (see
+    /// `exitStatus`): a test can assert with this that a daemon the child started kept none of them.
     @discardableResult
     public func killAndWait(seconds: TimeInterval = 5) -> Bool {
         guard self.processIdentifier > 0, self.isRunning else { return true }
         Glibc.kill(self.processIdentifier, SIGKILL)
         return Poll.blockingUntil(timeout: .seconds(seconds), interval: .milliseconds(10)) { !self.isRunning } != nil
+    }
+
+    /// The exit status (or the number of the signal that ended it) once the child has ended, else nil.
+    ///
+    /// Asks the kernel (`waitid` with `WNOWAIT`, which leaves the child for Foundation to reap) before
+    /// Foundation: Foundation notices an end only once every copy of a descriptor the child inherited is
+    /// closed, and a copy that leaked into a process another test spawned at the same moment keeps
+    /// `isRunning` true for as long as that process lives.
+    public var exitStatus: Int32? {
+        let pid = self.processIdentifier
+        guard pid > 0 else { return nil }
+        var info = siginfo_t()
+        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 {
+            // WNOHANG: si_pid stays 0 while the child runs.
+            return info._sifields._sigchld.si_pid == pid ? info._sifields._sigchld.si_status : nil
+        }
+        // ECHILD: Foundation has reaped it already.
+        return self.isRunning ? nil : self.terminationStatus
     }
 
     /// `run()`, called from a new thread whose signal mask is empty: the child starts with no signal
@@ -101,16 +121,17 @@ public enum Command {
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
         try process.runUnmasked()
-        let finished = Poll.blockingUntil(timeout: .seconds(timeout), interval: .milliseconds(10)) {
-            !process.isRunning
+        var status: Int32?
+        _ = Poll.blockingUntil(timeout: .seconds(timeout), interval: .milliseconds(10)) {
+            status = process.exitStatus
+            return status != nil
         }
-        if finished == nil {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        guard let status else {
+            process.killAndWait()
             throw TestFailure("\(path) \(arguments) did not finish within \(timeout) s")
         }
         return CommandResult(
-            status: process.terminationStatus,
+            status: status,
             stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         )
