@@ -82,12 +82,15 @@ let package = Package(
 
         // MARK: - Tests
 
+        /// What the test targets share: the raw epmd wire client, external tools and the CI rule (in CI a
+        /// missing tool fails, never skips), the curl runner, child processes, polling, the repository root.
+        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "EPMDProtocolTests", dependencies: ["EPMDProtocol"]),
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
             name: "EPMDServerTests",
             dependencies: [
-                "EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem",
+                "EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem", "GatewayTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]
@@ -104,7 +107,10 @@ let package = Package(
             name: "EPMDLoggingTests",
             dependencies: ["EPMDLogging", "EPMDPosix", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
+        .testTarget(
+            name: "GatewayHTTPTests",
+            dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol", "GatewayTestSupport"]
+        ),
         .testTarget(
             name: "GatewayMetricsTests",
             dependencies: [
@@ -114,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["epmd-gateway"],
+            dependencies: ["epmd-gateway", "GatewayTestSupport"],
             // The headless Chromium driver the status page test runs (Python, standard library only).
             exclude: ["Support/chromium_cdp.py"]
         ),

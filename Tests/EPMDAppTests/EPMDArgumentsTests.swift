@@ -45,43 +45,34 @@ import Testing
     }
 
     @Test("client modes must come last; -stop takes exactly one name after it")
-    func clientModesLast() {
+    func clientModesLast() throws {
         #expect(self.parse(["-names", "-d"]) == .usage)
         #expect(self.parse(["-kill", "-port", "1"]) == .usage)
         #expect(self.parse(["-stop"]) == .usage)
         #expect(self.parse(["-stop", "a", "b"]) == .usage)
-        guard case .client(.stop("a"), let options) = self.parse(["-d", "-port", "77", "-stop", "a"]) else {
-            Issue.record("-stop not parsed")
-            return
-        }
+        let options = try #require(
+            self.parse(["-d", "-port", "77", "-stop", "a"]).clientOptions(.stop("a")),
+            "-stop not parsed"
+        )
         #expect(options.port == 77 && options.debugLevel == 1)
-        guard case .client(.started, _) = self.parse(["-started"]), case .client(.dump, _) = self.parse(["-dump"])
-        else {
-            Issue.record("-started/-dump not parsed")
-            return
-        }
+        try #require(
+            self.parse(["-started"]).clientOptions(.started) != nil
+                && self.parse(["-dump"]).clientOptions(.dump) != nil,
+            "-started/-dump not parsed"
+        )
     }
 
     @Test("environment: ERL_EPMD_PORT with atoi, ERL_EPMD_ADDRESS, relaxed check set even when empty; flags override")
-    func environment() {
+    func environment() throws {
         let env = ["ERL_EPMD_PORT": "5000x", "ERL_EPMD_ADDRESS": "127.0.0.2", "ERL_EPMD_RELAXED_COMMAND_CHECK": ""]
-        guard case .serve(let options) = self.parse(["-d", "-d", "-daemon", "-systemd"], env) else {
-            Issue.record("not serve")
-            return
-        }
+        let options = try #require(self.parse(["-d", "-d", "-daemon", "-systemd"], env).serveOptions, "not serve")
         #expect(options.port == 5000)
         #expect(options.addresses == "127.0.0.2")
         #expect(options.relaxedCommandCheck)
         #expect(options.debugLevel == 2 && options.daemon && options.systemd)
-        guard case .serve(let overridden) = self.parse(["-port", "6000", "-address", "::1"], env) else {
-            Issue.record("not serve")
-            return
-        }
+        let overridden = try #require(self.parse(["-port", "6000", "-address", "::1"], env).serveOptions, "not serve")
         #expect(overridden.port == 6000 && overridden.addresses == "::1")
-        guard case .serve(let garbage) = self.parse([], ["ERL_EPMD_PORT": "garbage"]) else {
-            Issue.record("not serve")
-            return
-        }
+        let garbage = try #require(self.parse([], ["ERL_EPMD_PORT": "garbage"]).serveOptions, "not serve")
         #expect(garbage.port == 0)
     }
 
@@ -94,27 +85,25 @@ import Testing
     }
 
     @Test("our own long options")
-    func longOptions() {
+    func longOptions() throws {
         #expect(self.parse(["--version"]) == .version)
         #expect(self.parse(["--help"]) == .help)
-        guard
-            case .serve(let options) = self.parse([
+        let options = try #require(
+            self.parse([
                 "--http-address", "::1", "--http-port=8080", "--http-threads", "4", "--shutdown-grace", "3",
-            ])
-        else {
-            Issue.record("long options not parsed")
-            return
-        }
+            ]).serveOptions,
+            "long options not parsed"
+        )
         #expect(options.httpAddress == "::1" && options.httpPort == 8080 && options.httpThreads == 4)
         #expect(options.shutdownGrace == 3 && options.httpEnabled)
-        guard case .serve(let defaults) = self.parse([]) else { return }
+        let defaults = try #require(self.parse([]).serveOptions, "not serve")
         #expect(defaults.httpAddress == "127.0.0.1" && defaults.httpPort == 4370 && defaults.httpThreads == 1)
-        guard case .serve(let off) = self.parse(["--no-http"]) else { return }
+        let off = try #require(self.parse(["--no-http"]).serveOptions, "not serve")
         #expect(!off.httpEnabled)
-        guard case .client(.names, let before) = self.parse(["--http-port", "9", "-names"]) else {
-            Issue.record("long option before a client mode")
-            return
-        }
+        let before = try #require(
+            self.parse(["--http-port", "9", "-names"]).clientOptions(.names),
+            "long option before a client mode"
+        )
         #expect(before.httpPort == 9)
         for bad in [
             ["--http-port", "x"], ["--http-port"], ["--http-threads", "0"], ["--bogus", "1"], ["--http-address="],
@@ -124,46 +113,53 @@ import Testing
     }
 
     @Test("our own environment variables, overridden by flags")
-    func longEnvironment() {
+    func longEnvironment() throws {
         let env = [
             "EPMD_GATEWAY_HTTP_ADDRESS": "0.0.0.0", "EPMD_GATEWAY_HTTP_PORT": "9000",
             "EPMD_GATEWAY_HTTP_THREADS": "2", "EPMD_GATEWAY_SHUTDOWN_GRACE": "5",
         ]
-        guard case .serve(let options) = self.parse(["--http-port", "9001"], env) else {
-            Issue.record("not serve")
-            return
-        }
+        let options = try #require(self.parse(["--http-port", "9001"], env).serveOptions, "not serve")
         #expect(options.httpAddress == "0.0.0.0" && options.httpPort == 9001 && options.httpThreads == 2)
         #expect(options.shutdownGrace == 5)
-        guard case .serve(let off) = self.parse([], ["EPMD_GATEWAY_NO_HTTP": ""]) else { return }
+        let off = try #require(self.parse([], ["EPMD_GATEWAY_NO_HTTP": ""]).serveOptions, "not serve")
         #expect(!off.httpEnabled)
         #expect(self.parse([], ["EPMD_GATEWAY_HTTP_PORT": "nope"]) == .usage)
     }
     @Test("event and metrics options, and their environment variables")
-    func eventOptions() {
-        guard
-            case .serve(let options) = self.parse([
+    func eventOptions() throws {
+        let options = try #require(
+            self.parse([
                 "--max-watchers", "10", "--event-buffer=64", "--flap-window", "30", "--metrics-node-info",
-            ])
-        else {
-            Issue.record("event options not parsed")
-            return
-        }
+            ]).serveOptions,
+            "event options not parsed"
+        )
         #expect(options.maxWatchers == 10 && options.eventBuffer == 64 && options.flapWindow == 30)
         #expect(options.metricsNodeInfo)
-        guard case .serve(let defaults) = self.parse([]) else { return }
+        let defaults = try #require(self.parse([]).serveOptions, "not serve")
         #expect(defaults.maxWatchers == 256 && defaults.eventBuffer == 1024 && defaults.flapWindow == 10)
         #expect(!defaults.metricsNodeInfo)
         let env = [
             "EPMD_GATEWAY_MAX_WATCHERS": "3", "EPMD_GATEWAY_EVENT_BUFFER": "5", "EPMD_GATEWAY_FLAP_WINDOW": "0",
             "EPMD_GATEWAY_METRICS_NODE_INFO": "",
         ]
-        guard case .serve(let fromEnvironment) = self.parse([], env) else { return }
+        let fromEnvironment = try #require(self.parse([], env).serveOptions, "not serve")
         #expect(fromEnvironment.maxWatchers == 3 && fromEnvironment.eventBuffer == 5)
         #expect(fromEnvironment.flapWindow == 0 && fromEnvironment.metricsNodeInfo)
         #expect(self.parse(["--event-buffer", "0"]) == .usage)
         #expect(self.parse(["--flap-window", "-1"]) == .usage)
         #expect(self.parse(["--max-watchers", "many"]) == .usage)
+    }
+}
+
+extension EPMDInvocation {
+    /// The options of `.serve`, nil for anything else (for `try #require`).
+    fileprivate var serveOptions: EPMDOptions? {
+        if case .serve(let options) = self { options } else { nil }
+    }
+
+    /// The options of `.client(mode, …)`, nil for anything else (for `try #require`).
+    fileprivate func clientOptions(_ mode: EPMDClientMode) -> EPMDOptions? {
+        if case .client(mode, let options) = self { options } else { nil }
     }
 }
 

@@ -3,6 +3,7 @@ import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
 import Foundation
+import GatewayTestSupport
 import InMemoryLogging
 import Logging
 import Testing
@@ -16,14 +17,17 @@ import Glibc
     func lifecycle() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (fd, reply) = try Wire.register(harness.port, "foo", nodePort: 5555)
+        let (fd, reply) = try WireClient.register(port: harness.port, name: "foo", nodePort: 5555)
         #expect(reply.count == 6 && reply[0] == 0x76 && reply[1] == 0)
-        #expect(try Wire.names(harness.port) == "name foo at port 5555\n")
-        let found = try #require(try Wire.request(harness.port, [122] + Array("foo".utf8)))
+        #expect(try WireClient.names(port: harness.port).text == "name foo at port 5555\n")
+        let found = try #require(try WireClient.request(port: harness.port, [122] + Array("foo".utf8)).untilClose)
         #expect(found == [0x77, 0, 0x15, 0xB3, 0x4D, 0, 0, 6, 0, 5, 0, 3, 0x66, 0x6F, 0x6F, 0, 0])
         close(fd)
-        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
-        #expect(try Wire.request(harness.port, [122] + Array("foo".utf8)) == [0x77, 1])
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
+                != nil
+        )
+        #expect(try WireClient.request(port: harness.port, [122] + Array("foo".utf8)).untilClose == [0x77, 1])
         #expect(harness.server.statistics.requests[.alive2] == 1)
     }
 
@@ -31,11 +35,11 @@ import Glibc
     func strayByte() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (fd, _) = try Wire.register(harness.port, "stray", nodePort: 1)
+        let (fd, _) = try WireClient.register(port: harness.port, name: "stray", nodePort: 1)
         defer { close(fd) }
-        Wire.send(fd, [0])
-        #expect(Wire.readToEOF(fd) == [])
-        #expect(try Wire.names(harness.port).isEmpty)
+        WireClient.send(fd, [0])
+        #expect(WireClient.readToEOF(fd) == [])
+        #expect(try WireClient.names(port: harness.port).text.isEmpty)
         #expect(harness.server.statistics.malformed[.strayData] == 1)
     }
 
@@ -43,12 +47,12 @@ import Glibc
     func duplicate() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (first, _) = try Wire.register(harness.port, "dup", nodePort: 1)
+        let (first, _) = try WireClient.register(port: harness.port, name: "dup", nodePort: 1)
         defer { close(first) }
-        let (second, reply) = try Wire.register(harness.port, "dup", nodePort: 2, high: 5)
+        let (second, reply) = try WireClient.register(port: harness.port, name: "dup", nodePort: 2, high: 5)
         defer { close(second) }
         #expect(reply == [0x79, 1, 0, 0x63])
-        #expect(try Wire.names(harness.port) == "name dup at port 1\n")
+        #expect(try WireClient.names(port: harness.port).text == "name dup at port 1\n")
         #expect(harness.server.statistics.registrationFailures[.nameInUse] == 1)
     }
 
@@ -56,15 +60,15 @@ import Glibc
     func malformed() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (fd, _) = try Wire.register(harness.port, "keep", nodePort: 7)
+        let (fd, _) = try WireClient.register(port: harness.port, name: "keep", nodePort: 7)
         defer { close(fd) }
         for bytes in [[0, 0], [0xFF, 0xFF], [0, 1, 97], [0, 1, 110, 110], [0, 3, 120, 0, 0]] as [[UInt8]] {
-            let conn = try Wire.connect(harness.port)
-            Wire.send(conn, bytes)
-            #expect(Wire.readToEOF(conn) == [])
+            let conn = try WireClient.connect(port: harness.port)
+            WireClient.send(conn, bytes)
+            #expect(WireClient.readToEOF(conn) == [])
             close(conn)
         }
-        #expect(try Wire.names(harness.port) == "name keep at port 7\n")
+        #expect(try WireClient.names(port: harness.port).text == "name keep at port 7\n")
         let statistics = harness.server.statistics
         #expect(statistics.malformed[.protocolError(.invalidLength)] == 2)
         #expect(statistics.malformed[.protocolError(.unknownCode)] == 1)
@@ -76,11 +80,11 @@ import Glibc
     func dribbler() throws {
         let harness = try ServerHarness(packetTimeout: 1)
         defer { harness.stop() }
-        let fd = try Wire.connect(harness.port)
+        let fd = try WireClient.connect(port: harness.port)
         defer { close(fd) }
         let start = Date()
         // A 3057-byte request sent 1 byte every 200 ms would take ten minutes.
-        Wire.send(fd, [0x0B, 0xF1])
+        WireClient.send(fd, [0x0B, 0xF1])
         var closed = false
         for _ in 0..<20 {
             usleep(200_000)
@@ -89,7 +93,7 @@ import Glibc
                 break
             }
         }
-        if !closed { closed = Wire.readToEOF(fd) != nil }
+        if !closed { closed = WireClient.readToEOF(fd) != nil }
         #expect(closed)
         #expect(Date().timeIntervalSince(start) < 3)
         #expect(harness.server.statistics.timeouts == 1)
@@ -100,76 +104,85 @@ import Glibc
         let harness = try ServerHarness(packetTimeout: 1)
         defer { harness.stop() }
         // Sent at once: usually served by the speculative read right after accept.
-        let (quick, reply) = try Wire.register(harness.port, "quick", nodePort: 1)
+        let (quick, reply) = try WireClient.register(port: harness.port, name: "quick", nodePort: 1)
         defer { close(quick) }
         #expect(reply.prefix(2) == [0x76, 0])
         // Sent after a pause: served through epoll.
-        let slow = try Wire.connect(harness.port)
+        let slow = try WireClient.connect(port: harness.port)
         defer { close(slow) }
         usleep(300_000)
         let body = Alive2Request(port: 2, name: Array("slow".utf8)).encode()
-        Wire.send(slow, [0, UInt8(body.count)] + body)
-        #expect(Wire.read(slow, 6).prefix(2) == [0x76, 0])
+        WireClient.send(slow, [0, UInt8(body.count)] + body)
+        #expect(try WireClient.read(slow, count: 6).prefix(2) == [0x76, 0])
         // A failed registration (duplicate) holds no name: it is closed by the timeout.
-        let (duplicate, refused) = try Wire.register(harness.port, "quick", nodePort: 3)
+        let (duplicate, refused) = try WireClient.register(port: harness.port, name: "quick", nodePort: 3)
         defer { close(duplicate) }
         #expect(refused == [0x76, 1, 0, 0, 0, 0x63])
         usleep(2_500_000)
-        #expect(try Wire.names(harness.port) == "name slow at port 2\nname quick at port 1\n")
-        #expect(Wire.readToEOF(duplicate) == [])
+        #expect(try WireClient.names(port: harness.port).text == "name slow at port 2\nname quick at port 1\n")
+        #expect(WireClient.readToEOF(duplicate) == [])
         #expect(harness.server.statistics.timeouts == 1)
     }
 
     @Test("KILL: refused with live nodes, accepted when empty, and the loop ends")
     func kill() throws {
         let harness = try ServerHarness()
-        let (fd, _) = try Wire.register(harness.port, "live", nodePort: 1)
-        #expect(try Wire.request(harness.port, [107]) == Array("NO".utf8))
+        let (fd, _) = try WireClient.register(port: harness.port, name: "live", nodePort: 1)
+        #expect(try WireClient.request(port: harness.port, [107]).untilClose == Array("NO".utf8))
         close(fd)
-        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
-        #expect(try Wire.request(harness.port, [107]) == Array("OK".utf8))
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
+                != nil
+        )
+        #expect(try WireClient.request(port: harness.port, [107]).untilClose == Array("OK".utf8))
         #expect(harness.waitForExit() == .killed)
     }
 
     @Test("relaxed KILL closes live registrations")
     func relaxedKill() throws {
         let harness = try ServerHarness(relaxed: true)
-        let (fd, _) = try Wire.register(harness.port, "live", nodePort: 1)
+        let (fd, _) = try WireClient.register(port: harness.port, name: "live", nodePort: 1)
         defer { close(fd) }
-        #expect(try Wire.request(harness.port, [107]) == Array("OK".utf8))
+        #expect(try WireClient.request(port: harness.port, [107]).untilClose == Array("OK".utf8))
         #expect(harness.waitForExit() == .killed)
-        #expect(Wire.readToEOF(fd) == [])
+        #expect(WireClient.readToEOF(fd) == [])
     }
 
     @Test("STOP: relaxed only; closes the node's connection; NOEXISTSTOPPED for unknown names")
     func stop() throws {
         let strict = try ServerHarness()
         defer { strict.stop() }
-        #expect(try Wire.request(strict.port, [115] + Array("foo".utf8)) == [])
+        #expect(try WireClient.request(port: strict.port, [115] + Array("foo".utf8)).untilClose == [])
 
         let harness = try ServerHarness(relaxed: true)
         defer { harness.stop() }
-        let (fd, _) = try Wire.register(harness.port, "foo", nodePort: 1)
+        let (fd, _) = try WireClient.register(port: harness.port, name: "foo", nodePort: 1)
         defer { close(fd) }
-        #expect(try Wire.request(harness.port, [115] + Array("foo".utf8) + [0]) == Array("STOPPED".utf8))
-        #expect(Wire.readToEOF(fd) == [])
-        #expect(try Wire.names(harness.port).isEmpty)
-        #expect(try Wire.request(harness.port, [115] + Array("xxx42".utf8)) == Array("NOEXISTSTOPPED".utf8))
+        #expect(
+            try WireClient.request(port: harness.port, [115] + Array("foo".utf8) + [0]).untilClose
+                == Array("STOPPED".utf8)
+        )
+        #expect(WireClient.readToEOF(fd) == [])
+        #expect(try WireClient.names(port: harness.port).text.isEmpty)
+        #expect(
+            try WireClient.request(port: harness.port, [115] + Array("xxx42".utf8)).untilClose
+                == Array("NOEXISTSTOPPED".utf8)
+        )
     }
 
     @Test("a reply write that fails (peer reset during -delay_write) leaves nothing registered")
     func resetBeforeReply() throws {
         let harness = try ServerHarness(delayWrite: 1)
         defer { harness.stop() }
-        let fd = try Wire.connect(harness.port)
+        let fd = try WireClient.connect(port: harness.port)
         let body = Alive2Request(port: 1, name: Array("reset".utf8)).encode()
-        Wire.send(fd, [0, UInt8(body.count)] + body)
+        WireClient.send(fd, [0, UInt8(body.count)] + body)
         usleep(200_000)
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(fd)
         usleep(1_500_000)
-        #expect(try Wire.names(harness.port).isEmpty)
+        #expect(try WireClient.names(port: harness.port).text.isEmpty)
         #expect(harness.server.registry.isEmpty)
     }
 
@@ -177,12 +190,15 @@ import Glibc
     func dump() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (old, _) = try Wire.register(harness.port, "old", nodePort: 1)
+        let (old, _) = try WireClient.register(port: harness.port, name: "old", nodePort: 1)
         close(old)
-        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
-        let (fd, _) = try Wire.register(harness.port, "new", nodePort: 2)
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
+                != nil
+        )
+        let (fd, _) = try WireClient.register(port: harness.port, name: "new", nodePort: 2)
         defer { close(fd) }
-        let reply = try #require(try Wire.request(harness.port, [100]))
+        let reply = try #require(try WireClient.request(port: harness.port, [100]).untilClose)
         let text = String(decoding: reply.dropFirst(4), as: UTF8.self)
         #expect(text.hasPrefix("active name     <new> at port 2, fd = "))
         #expect(text.contains("\n\0old/unused name <old>, port = 1, fd = "))
@@ -193,18 +209,18 @@ import Glibc
     func ipv6() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let fd = try Wire.connect(harness.port, host: "::1")
+        let fd = try WireClient.connect(port: harness.port, host: "::1")
         defer { close(fd) }
         let body = Alive2Request(port: 4711, name: Array("six".utf8)).encode()
-        Wire.send(fd, [0, UInt8(body.count)] + body)
-        #expect(Wire.read(fd, 6).prefix(2) == [0x76, 0])
-        #expect(try Wire.names(harness.port) == "name six at port 4711\n")
+        WireClient.send(fd, [0, UInt8(body.count)] + body)
+        #expect(try WireClient.read(fd, count: 6).prefix(2) == [0x76, 0])
+        #expect(try WireClient.names(port: harness.port).text == "name six at port 4711\n")
     }
 }
 
 enum ServerTestSupport {
     /// In CI (`CI` set) the IPv6 test always runs, and fails if the machine has no ::1.
-    static var runIPv6: Bool { getenv("CI") != nil || self.hasIPv6Loopback }
+    static var runIPv6: Bool { CIRule.enabled(ifAvailable: self.hasIPv6Loopback) }
 
     static var hasIPv6Loopback: Bool {
         let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
@@ -233,9 +249,9 @@ enum ServerTestSupport {
     }
 
     static func exchange(_ port: UInt16, _ bytes: [UInt8]) throws -> (bytes: [UInt8], reset: Bool) {
-        let fd = try Wire.connect(port)
+        let fd = try WireClient.connect(port: port)
         defer { close(fd) }
-        Wire.send(fd, bytes)
+        WireClient.send(fd, bytes)
         usleep(100_000)
         return self.outcome(fd)
     }
@@ -286,13 +302,20 @@ enum ServerTestSupport {
     func lines() throws {
         let harness = try ServerHarness()
         defer { harness.stop() }
-        let (fd, reply) = try Wire.register(harness.port, "logged", nodePort: 5555)
+        let (fd, reply) = try WireClient.register(port: harness.port, name: "logged", nodePort: 5555)
         #expect(reply.prefix(2) == [0x76, 0])
         let creation = UInt32(reply[2]) << 24 | UInt32(reply[3]) << 16 | UInt32(reply[4]) << 8 | UInt32(reply[5])
         close(fd)
-        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
-        _ = try Wire.request(harness.port, [97])
-        #expect(Wire.eventually { harness.logLines.contains { $0.hasPrefix("closed connection from 127.0.0.1:") } })
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
+                != nil
+        )
+        _ = try WireClient.request(port: harness.port, [97]).untilClose
+        #expect(
+            Poll.blockingUntil(timeout: .seconds(2)) {
+                harness.logLines.contains { $0.hasPrefix("closed connection from 127.0.0.1:") }
+            } != nil
+        )
         let entries = harness.logs.entries
         let registering = try #require(entries.first { "\($0.message)".hasPrefix("registering") })
         #expect("\(registering.message)" == "registering 'logged:\(creation)', port 5555")

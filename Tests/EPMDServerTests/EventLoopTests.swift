@@ -1,6 +1,7 @@
 import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
+import GatewayTestSupport
 import InMemoryLogging
 import Testing
 
@@ -53,12 +54,12 @@ import Glibc
         let registry = NodeRegistry()
         let server = try Self.server(registry)
         var first = try EventLoop(server: server)
-        let client = try Wire.connect(server.boundPort)
+        let client = try WireClient.connect(port: server.boundPort)
         defer { close(client) }
         let body = Alive2Request(port: 4711, name: Array("moved".utf8)).encode()
-        Wire.send(client, [0, UInt8(body.count)] + body)
+        WireClient.send(client, [0, UInt8(body.count)] + body)
         #expect(Self.drive(&first) { !registry.isEmpty })
-        #expect(Wire.read(client, 6).prefix(2) == [0x76, 0])
+        #expect(try WireClient.read(client, count: 6).prefix(2) == [0x76, 0])
         let node = try #require(registry.lookup(Array("moved".utf8)))
 
         let exported = first.export(node.connection)
@@ -87,9 +88,9 @@ import Glibc
         let registry = NodeRegistry()
         let server = try Self.server(registry)
         var first = try EventLoop(server: server)
-        let client = try Wire.connect(server.boundPort)
+        let client = try WireClient.connect(port: server.boundPort)
         defer { close(client) }
-        Wire.send(client, [0, 1])
+        WireClient.send(client, [0, 1])
         #expect(Self.drive(&first) { server.statistics.accepted == 1 })
         let id = try #require(first.slots.compactMap { $0 }.first?.id)
         let exported = first.export(id)
@@ -100,9 +101,9 @@ import Glibc
 
         var second = try EventLoop(server: server)
         #expect(second.adopt(snapshot) == id)
-        Wire.send(client, [110])
+        WireClient.send(client, [110])
         #expect(Self.drive(&second) { server.statistics.requests[.names] == 1 })
-        #expect(Wire.readToEOF(client) == [0, 0, 0, 0])
+        #expect(WireClient.readToEOF(client) == [0, 0, 0, 0])
         second.teardown()
     }
 
@@ -111,7 +112,7 @@ import Glibc
         let registry = NodeRegistry()
         let server = try Self.server(registry)
         var loop = try EventLoop(server: server)
-        let client = try Wire.connect(server.boundPort)
+        let client = try WireClient.connect(port: server.boundPort)
         defer { close(client) }
         let accepted = System.monotonicNanoseconds()
         // A connection accepted long ago (by another process) keeps its deadline: already past here.
@@ -128,7 +129,7 @@ import Glibc
         #expect(id != nil)
         loop.expireTimers()
         #expect(server.statistics.timeouts == 1)
-        #expect(Wire.readToEOF(client) == [])
+        #expect(WireClient.readToEOF(client) == [])
         loop.teardown()
     }
 
@@ -137,22 +138,25 @@ import Glibc
         let registry = NodeRegistry()
         let old = try Self.server(registry)
         var loop = try EventLoop(server: old)
-        let client = try Wire.connect(old.boundPort)
+        let client = try WireClient.connect(port: old.boundPort)
         defer { close(client) }
         let body = Alive2Request(port: 4242, name: Array("kept".utf8)).encode()
-        Wire.send(client, [0, UInt8(body.count)] + body)
+        WireClient.send(client, [0, UInt8(body.count)] + body)
         #expect(Self.drive(&loop) { !registry.isEmpty })
-        #expect(Wire.read(client, 6).prefix(2) == [0x76, 0])
+        #expect(try WireClient.read(client, count: 6).prefix(2) == [0x76, 0])
         let snapshots = loop.exportAll()
         #expect(snapshots.count == 1)
         loop.teardown()  // the old listeners close; the exported descriptor stays open
 
         let harness = try ServerHarness(registry: registry, adopting: snapshots)
         defer { harness.stop() }
-        #expect(try Wire.names(harness.port) == "name kept at port 4242\n")
-        #expect(Wire.eventually { harness.server.statistics.openConnections == 1 })
+        #expect(try WireClient.names(port: harness.port).text == "name kept at port 4242\n")
+        #expect(Poll.blockingUntil(timeout: .seconds(2)) { harness.server.statistics.openConnections == 1 } != nil)
         close(client)
-        #expect(try Wire.eventually { try Wire.names(harness.port).isEmpty })
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
+                != nil
+        )
     }
 
     static func acceptBlocking(_ server: EPMDServer) throws -> (fd: Int32, peer: SocketAddress)? {

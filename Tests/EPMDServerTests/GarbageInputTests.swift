@@ -1,6 +1,7 @@
 import EPMDProtocol
 import EPMDRegistry
 import EPMDServer
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -64,21 +65,25 @@ import Glibc
     func liveServer() throws {
         let harness = try ServerHarness(relaxed: false, packetTimeout: 1)
         defer { harness.stop() }
-        let (fd, reply) = try Wire.register(harness.port, "survivor", nodePort: 4711)
+        let (fd, reply) = try WireClient.register(port: harness.port, name: "survivor", nodePort: 4711)
         defer { close(fd) }
         #expect(reply.prefix(2) == [0x76, 0])
         var random = SplitMix(state: 0xBAD_C0DE)
         for _ in 0..<2000 {
-            let connection = try Wire.connect(harness.port)
+            let connection = try WireClient.connect(port: harness.port)
             var bytes = Self.garbage(&random)
             // Never a KILL (it would end the server, by design) and never a valid ALIVE2 (it would
             // register a random name): everything else goes.
             if bytes.count > 2, bytes[2] == 107 || bytes[2] == 120 { bytes[2] = 0 }
-            Wire.send(connection, bytes)
+            WireClient.send(connection, bytes)
             close(connection)
         }
-        #expect(try Wire.eventually(seconds: 5) { try Wire.names(harness.port) == "name survivor at port 4711\n" })
-        let lookup = try #require(try Wire.request(harness.port, [122] + Array("survivor".utf8)))
+        #expect(
+            try Poll.blockingUntil(timeout: .seconds(5)) {
+                try WireClient.names(port: harness.port).text == "name survivor at port 4711\n"
+            } != nil
+        )
+        let lookup = try #require(try WireClient.request(port: harness.port, [122] + Array("survivor".utf8)).untilClose)
         #expect(lookup.prefix(4) == [0x77, 0, 0x12, 0x67])
         let statistics = harness.server.statistics
         #expect(statistics.accepted >= 2003)

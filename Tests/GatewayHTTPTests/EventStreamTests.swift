@@ -2,6 +2,7 @@ import EPMDProtocol
 import EPMDRegistry
 import Foundation
 import GatewayHTTP
+import GatewayTestSupport
 import Synchronization
 import Testing
 
@@ -163,58 +164,6 @@ import Testing
 
     // MARK: - Live streams through libmicrohttpd
 
-    /// A `curl -N` reading a stream into a file until it ends or `seconds` pass.
-    final class Stream {
-        let process = Process()
-        let output: URL
-        let head: URL
-
-        /// curl writes to files, not pipes: a pipe's write end can leak into processes other tests
-        /// spawn at the same moment, and then its reader waits for them.
-        init(_ url: String, seconds: Int, headers: [String] = []) throws {
-            let name = UUID().uuidString
-            self.output = FileManager.default.temporaryDirectory.appendingPathComponent("sse-\(name)")
-            self.head = FileManager.default.temporaryDirectory.appendingPathComponent("sse-\(name).head")
-            _ = FileManager.default.createFile(atPath: self.output.path, contents: nil)
-            self.process.executableURL = URL(fileURLWithPath: try #require(MicroHTTPDServerTests.curl))
-            self.process.arguments =
-                ["-sN", "-m", String(seconds), "-o", self.output.path, "-D", self.head.path]
-                + headers.flatMap { ["-H", $0] } + [url]
-            self.process.standardOutput = FileHandle.nullDevice
-            self.process.standardError = FileHandle.nullDevice
-            try self.process.run()
-        }
-
-        var text: String { (try? String(contentsOf: self.output, encoding: .utf8)) ?? "" }
-
-        /// Waits (bounded) until the stream holds `needle`.
-        func wait(for needle: String, timeout: Duration = .seconds(10)) async throws {
-            let deadline = ContinuousClock.now + timeout
-            while !self.text.contains(needle) {
-                guard ContinuousClock.now < deadline else {
-                    Issue.record("stream never showed \(needle): \(self.text)")
-                    return
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-
-        /// Waits for curl to end and returns the HTTP status it saw.
-        func finish() -> Int {
-            self.process.waitUntilExit()
-            let head = (try? String(contentsOf: self.head, encoding: .utf8)) ?? ""
-            try? FileManager.default.removeItem(at: self.output)
-            try? FileManager.default.removeItem(at: self.head)
-            // "HTTP/1.1 200 OK"
-            return head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? -1
-        }
-
-        /// SIGKILL: children spawned from the test runner's threads may inherit a mask blocking SIGTERM.
-        func stop() {
-            if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
-        }
-    }
-
     static func liveServer(
         maxWatchers: Int = 8,
         heartbeat: Int = 15
@@ -232,13 +181,13 @@ import Testing
 
     @Test(
         "live: a stream gets its reset, then every change as it happens, ids contiguous; resume misses nothing",
-        .enabled(if: getenv("CI") != nil || MicroHTTPDServerTests.curl != nil)
+        .enabled(if: ExternalTool.usable("curl"))
     )
     func liveStream() async throws {
         let (server, registry, base) = try Self.liveServer()
         defer { server.stop() }
         Self.register(registry, "before", id: 1)
-        let stream = try Stream("\(base)/v1/events", seconds: 20)
+        let stream = try CurlStream("\(base)/v1/events", seconds: 20)
         defer { stream.stop() }
         try await stream.wait(for: "event: reset\nid: 1\n")
         #expect(server.eventWatchers == 1)
@@ -249,7 +198,7 @@ import Testing
         #expect(stream.text.hasPrefix("retry: 2000\n\nevent: reset\n"))
 
         // A reconnect with the last id seen gets exactly what came after it.
-        let resumed = try Stream("\(base)/v1/events", seconds: 20, headers: ["Last-Event-ID: 38"])
+        let resumed = try CurlStream("\(base)/v1/events", seconds: 20, headers: ["Last-Event-ID: 38"])
         defer { resumed.stop() }
         try await resumed.wait(for: "id: 41\n")
         #expect(Self.ids(resumed.text) == [39, 40, 41])
@@ -258,19 +207,19 @@ import Testing
 
     @Test(
         "live: the watcher cap answers 503 with Retry-After; heartbeats flow on idle streams; stop ends streams",
-        .enabled(if: getenv("CI") != nil || MicroHTTPDServerTests.curl != nil)
+        .enabled(if: ExternalTool.usable("curl"))
     )
     func capHeartbeatAndStop() async throws {
         let (server, _, base) = try Self.liveServer(maxWatchers: 2, heartbeat: 1)
-        let first = try Stream("\(base)/v1/events", seconds: 20)
-        let second = try Stream("\(base)/v1/events", seconds: 20)
+        let first = try CurlStream("\(base)/v1/events", seconds: 20)
+        let second = try CurlStream("\(base)/v1/events", seconds: 20)
         defer {
             first.stop()
             second.stop()
         }
         try await first.wait(for: "event: reset")
         try await second.wait(for: "event: reset")
-        let refused = try MicroHTTPDServerTests.curl(["-i", "\(base)/v1/events"])
+        let refused = try Curl.runBlocking(["-i", "\(base)/v1/events"])
         #expect(refused.status == 503)
         #expect(refused.body.lowercased().contains("retry-after: 5"))
         #expect(refused.body.contains("application/problem+json"))
@@ -288,24 +237,21 @@ import Testing
 
     @Test(
         "live: a watcher that hangs up while idle is dropped within seconds (no event, no heartbeat due)",
-        .enabled(if: getenv("CI") != nil || MicroHTTPDServerTests.curl != nil)
+        .enabled(if: ExternalTool.usable("curl"))
     )
     func watcherLeaves() async throws {
         // A heartbeat far away: only the hang-up check can notice the closed peer.
         let (server, registry, base) = try Self.liveServer(maxWatchers: 1, heartbeat: 600)
         defer { server.stop() }
-        let gone = try Stream("\(base)/v1/events", seconds: 20)
+        let gone = try CurlStream("\(base)/v1/events", seconds: 20)
         try await gone.wait(for: "event: reset")
         #expect(server.eventWatchers == 1)
         gone.stop()
         _ = gone.finish()
-        let deadline = ContinuousClock.now + .seconds(10)
-        while server.eventWatchers > 0, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        _ = try await Poll.until(timeout: .seconds(10)) { server.eventWatchers == 0 }
         #expect(server.eventWatchers == 0)
         Self.register(registry, "next", id: 1)
-        let next = try Stream("\(base)/v1/events", seconds: 20)
+        let next = try CurlStream("\(base)/v1/events", seconds: 20)
         defer { next.stop() }
         try await next.wait(for: "event: reset\nid: 1\n")
     }

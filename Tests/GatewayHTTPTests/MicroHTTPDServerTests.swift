@@ -2,33 +2,14 @@ import EPMDProtocol
 import EPMDRegistry
 import Foundation
 import GatewayHTTP
+import GatewayTestSupport
 import Testing
 
 /// The libmicrohttpd daemon for real, driven by curl on loopback.
 @Suite(.timeLimit(.minutes(1))) struct MicroHTTPDServerTests {
-    static var curl: String? {
-        ["/usr/bin/curl", "/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    /// Runs curl and returns (status code, body).
-    static func curl(_ arguments: [String]) throws -> (status: Int, body: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(self.curl, "curl is not installed"))
-        process.arguments = ["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.last ?? "") ?? -1
-        return (status, lines.dropLast().joined(separator: "\n"))
-    }
-
     @Test(
         "curl against a live daemon on 127.0.0.1 and ::1: nodes, health, probes, errors",
-        .enabled(if: getenv("CI") != nil || Self.curl != nil)
+        .enabled(if: ExternalTool.usable("curl"))
     )
     func live() throws {
         let registry = NodeRegistry()
@@ -47,19 +28,20 @@ import Testing
             #expect(server.port != 0)
             let host = address.contains(":") ? "[\(address)]" : address
             let base = "http://\(host):\(server.port)"
-            let nodes = try Self.curl(["\(base)/v1/nodes"])
+            let nodes = try Curl.runBlocking(["\(base)/v1/nodes"])
             #expect(nodes.status == 200)
             #expect(nodes.body.contains("\"name\":\"web\",\"port\":4242"))
-            #expect(try Self.curl(["\(base)/v1/nodes/web/health"]).status == 200)
-            #expect(try Self.curl(["-I", "\(base)/v1/nodes/web/health"]).status == 200)
-            #expect(try Self.curl(["\(base)/v1/nodes/gone/health"]).status == 503)
-            #expect(try Self.curl(["\(base)/livez"]).body == "ok\n")
-            #expect(try Self.curl(["-X", "DELETE", "\(base)/v1/nodes"]).status == 405)
-            #expect(try Self.curl(["\(base)/nowhere"]).status == 404)
-            #expect(try Self.curl(["-H", "If-None-Match: \"1\"", "\(base)/v1/nodes"]).status == 304)
+            #expect(try Curl.runBlocking(["\(base)/v1/nodes/web/health"]).status == 200)
+            #expect(try Curl.runBlocking(["-I", "\(base)/v1/nodes/web/health"]).status == 200)
+            #expect(try Curl.runBlocking(["\(base)/v1/nodes/gone/health"]).status == 503)
+            #expect(try Curl.runBlocking(["\(base)/livez"]).body == "ok\n")
+            #expect(try Curl.runBlocking(["-X", "DELETE", "\(base)/v1/nodes"]).status == 405)
+            #expect(try Curl.runBlocking(["\(base)/nowhere"]).status == 404)
+            #expect(try Curl.runBlocking(["-H", "If-None-Match: \"1\"", "\(base)/v1/nodes"]).status == 304)
             // A request with a body is read and discarded, then answered.
             #expect(
-                try Self.curl(["-X", "POST", "--data", String(repeating: "x", count: 100_000), "\(base)/livez"]).status
+                try Curl.runBlocking(["-X", "POST", "--data", String(repeating: "x", count: 100_000), "\(base)/livez"])
+                    .status
                     == 405
             )
         }
@@ -67,7 +49,7 @@ import Testing
 
     @Test(
         "long-poll: a waiting GET /v1/nodes returns when a node registers, or when its wait ends",
-        .enabled(if: getenv("CI") != nil || Self.curl != nil)
+        .enabled(if: ExternalTool.usable("curl"))
     )
     func longPoll() async throws {
         let registry = NodeRegistry()
@@ -83,12 +65,12 @@ import Testing
         let clock = ContinuousClock()
 
         var start = clock.now
-        let timedOut = try Self.curl(["\(base)/v1/nodes?index=0&wait=1"])
+        let timedOut = try Curl.runBlocking(["\(base)/v1/nodes?index=0&wait=1"])
         #expect(timedOut.body.hasPrefix("{\"generation\":0,"))
         #expect(start.duration(to: clock.now) >= .milliseconds(900))
 
         start = clock.now
-        async let woken = Task.detached { try Self.curl(["\(base)/v1/nodes?index=0&wait=20"]) }.value
+        async let woken = Task.detached { try Curl.runBlocking(["\(base)/v1/nodes?index=0&wait=20"]) }.value
         try await Task.sleep(for: .milliseconds(300))
         _ = registry.register(
             Alive2Request(port: 9, name: Array("late".utf8)),

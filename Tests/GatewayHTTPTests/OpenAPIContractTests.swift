@@ -1,45 +1,29 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 /// The hand-written OpenAPI contract (`openapi/openapi.yaml` and its JSON twin) is a valid OpenAPI
 /// 3.0.3 document, and both files hold the same document. Driven by python3; in CI (`CI` set) a
 /// missing python3 or validator is a failure, never a skip.
 @Suite(.timeLimit(.minutes(1))) struct OpenAPIContractTests {
-    static var inCI: Bool { ProcessInfo.processInfo.environment["CI"] != nil }
-
-    /// The repository root: three levels above this file (Tests/GatewayHTTPTests/<file>).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static var python3: String? {
-        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-        return dirs.map { "\($0)/python3" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    /// Runs python3 in the repository root and returns its exit status and its output (stdout, then stderr).
+    static func python(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let python3 = try ExternalTool.require("python3")
+        let result = try Command.run(python3, arguments, currentDirectory: RepositoryRoot.url, timeout: 50)
+        return (result.status, result.stdout + result.stderr)
     }
 
     /// True when python3 can import every module named.
     static func hasModules(_ modules: [String]) -> Bool {
-        guard let result = try? self.python(["-c", "import " + modules.joined(separator: ", ")]) else { return false }
+        guard ExternalTool.path("python3") != nil,
+            let result = try? self.python(["-c", "import " + modules.joined(separator: ", ")])
+        else { return false }
         return result.status == 0
-    }
-
-    /// Runs python3 in the repository root and returns its exit status and combined output.
-    static func python(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(self.python3, "python3 is not installed"))
-        process.arguments = arguments
-        process.currentDirectoryURL = self.root
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     @Test(
         "openapi/openapi.yaml and openapi/openapi.json are valid OpenAPI (openapi-spec-validator)",
-        .enabled(if: Self.inCI || Self.hasModules(["openapi_spec_validator"]))
+        .enabled(if: CIRule.enabled(ifAvailable: Self.hasModules(["openapi_spec_validator"])))
     )
     func valid() throws {
         try #require(
@@ -54,7 +38,7 @@ import Testing
 
     @Test(
         "openapi/openapi.json and openapi/openapi.yaml hold the same document",
-        .enabled(if: Self.inCI || Self.hasModules(["yaml", "json"]))
+        .enabled(if: CIRule.enabled(ifAvailable: Self.hasModules(["yaml", "json"])))
     )
     func same() throws {
         try #require(Self.hasModules(["yaml", "json"]), "python3 cannot import yaml: pip install pyyaml")

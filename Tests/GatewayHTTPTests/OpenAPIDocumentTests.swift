@@ -1,12 +1,12 @@
 import Foundation
 import GatewayHTTP
+import GatewayTestSupport
 import Testing
 
 /// The contract the gateway serves from memory is the one in `openapi/` (regenerate with
 /// `scripts/embed-openapi`).
 @Suite struct OpenAPIDocumentTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    static let root = RepositoryRoot.url
 
     @Test("the embedded YAML and JSON equal openapi/openapi.yaml and openapi/openapi.json")
     func embeddedMatchesFiles() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,9 @@ import Glibc
 struct AccessControlTests {
     /// Root and `ip` are needed to create namespaces; CI runs as root, so there this always runs.
     static var canCreateNamespaces: Bool {
-        ExternalTool.inCI || (getuid() == 0 && ExternalTool.path("ip") != nil && ExternalTool.path("python3") != nil)
+        CIRule.enabled(
+            ifAvailable: getuid() == 0 && ExternalTool.path("ip") != nil && ExternalTool.path("python3") != nil
+        )
     }
 
     /// Two namespaces and a veth pair between them; deleted (with the pair) on `remove()`.

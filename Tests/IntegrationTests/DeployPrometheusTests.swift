@@ -1,12 +1,12 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 /// `deploy/prometheus/`: the scrape config and the alert rules are valid for the real `promtool`, and
 /// the rules' unit tests (`alerts.test.yml`) pass; the rules only name metrics the gateway exports.
 @Suite(.timeLimit(.minutes(1)))
 struct DeployPrometheusTests {
-    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("deploy/prometheus")
+    static let folder = RepositoryRoot.appending("deploy/prometheus")
 
     func promtool(_ arguments: [String]) async throws -> CommandResult {
         let promtool = try ExternalTool.require("promtool")
@@ -44,7 +44,7 @@ struct DeployPrometheusTests {
         let httpPort = try FreePort.next()
         let gateway = try await GatewayProcess.start(arguments: ["--http-port", String(httpPort)])
         defer { gateway.stop() }
-        let metrics = try await HTTPFrontTests.curl(["http://127.0.0.1:\(httpPort)/metrics"])
+        let metrics = try await Curl.run(["http://127.0.0.1:\(httpPort)/metrics"])
         #expect(metrics.status == 200)
         for name in used.sorted() {
             #expect(metrics.body.contains("# TYPE \(name) "), "alerts.yml uses \(name), which /metrics does not export")

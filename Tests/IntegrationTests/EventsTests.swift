@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -9,52 +10,6 @@ import Glibc
 /// `epmd -stop` client and curl.
 @Suite(.timeLimit(.minutes(2)))
 struct EventsTests {
-    /// `curl -N` reading an event stream into a file (files, not pipes: see `Command.run`).
-    final class EventStream: @unchecked Sendable {
-        // @unchecked: the process is started in init and only killed afterwards.
-        let process = Process()
-        let output: URL
-
-        init(_ url: String, headers: [String] = []) throws {
-            let curl = try ExternalTool.require("curl")
-            self.output = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString)")
-            _ = FileManager.default.createFile(atPath: self.output.path, contents: nil)
-            self.process.executableURL = URL(fileURLWithPath: curl)
-            self.process.arguments =
-                ["-sN", "-m", "60", "-o", self.output.path] + headers.flatMap { ["-H", $0] } + [url]
-            self.process.standardOutput = FileHandle.nullDevice
-            self.process.standardError = FileHandle.nullDevice
-            try self.process.runUnmasked()
-        }
-
-        var text: String { (try? String(contentsOf: self.output, encoding: .utf8)) ?? "" }
-
-        /// The frames so far: (event, id, data).
-        var frames: [(event: String, id: UInt64, data: String)] {
-            self.text.components(separatedBy: "\n\n").compactMap { block in
-                var event = ""
-                var id: UInt64?
-                var data = ""
-                for line in block.split(separator: "\n") {
-                    if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
-                    if line.hasPrefix("id: ") { id = UInt64(line.dropFirst(4)) }
-                    if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
-                }
-                return id.map { (event, $0, data) }
-            }
-        }
-
-        func waitFor(_ description: String, _ condition: @escaping @Sendable (EventStream) -> Bool) async throws {
-            let seen = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(50)) { condition(self) }
-            #expect(seen != nil, "the stream never showed \(description): \(self.text)")
-        }
-
-        func stop() {
-            self.process.killAndWait()
-            try? FileManager.default.removeItem(at: self.output)
-        }
-    }
-
     @Test(
         "a real erl node's registration and death arrive as events; resume with Last-Event-ID; history flags the flap",
         .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("erl") && ExternalTool.usable("curl"))
@@ -66,7 +21,7 @@ struct EventsTests {
         ])
         defer { gateway.stop() }
         let base = "http://127.0.0.1:\(httpPort)"
-        let stream = try EventStream("\(base)/v1/events")
+        let stream = try CurlStream("\(base)/v1/events")
         defer { stream.stop() }
         try await stream.waitFor("the reset") { $0.frames.first?.event == "reset" }
         // Each run starts its generations at its own base (microseconds since 1970 at start).
@@ -98,17 +53,17 @@ struct EventsTests {
         #expect(stream.frames.map(\.id) == [base0, base0 + 1, base0 + 2])
 
         // A client that saw the registration reconnects and gets exactly the unregistration.
-        let resumed = try EventStream("\(base)/v1/events", headers: ["Last-Event-ID: \(base0 + 1)"])
+        let resumed = try CurlStream("\(base)/v1/events", headers: ["Last-Event-ID: \(base0 + 1)"])
         defer { resumed.stop() }
         try await resumed.waitFor("the missed event") { $0.frames.contains { $0.id == base0 + 2 } }
         #expect(resumed.frames.map(\.id) == [base0 + 2])
         // An id from an earlier run (below this run's base) gets the whole table instead.
-        let stale = try EventStream("\(base)/v1/events", headers: ["Last-Event-ID: 5"])
+        let stale = try CurlStream("\(base)/v1/events", headers: ["Last-Event-ID: 5"])
         defer { stale.stop() }
         try await stale.waitFor("a reset") { $0.frames.first?.event == "reset" }
         #expect(stale.frames.map(\.id) == [base0 + 2])
 
-        let history = try await HTTPFrontTests.curl(["\(base)/v1/events/history"])
+        let history = try await Curl.run(["\(base)/v1/events/history"])
         #expect(history.status == 200)
         #expect(history.body.contains("\"flapWindowSeconds\":60.000"))
         #expect(history.body.contains("\"flaps\":[{\"name\":\"\(node.name)\",\"count\":1}]"))
@@ -132,12 +87,12 @@ struct EventsTests {
         let epmd = try ExternalTool.require("epmd")
         let stop = try await Command.epmd(epmd, port: gateway.port, ["-stop", "stopped"])
         #expect(stop.stdout.contains("STOPPED"))
-        let history = try await HTTPFrontTests.curl(["\(base)/v1/events/history"])
+        let history = try await Curl.run(["\(base)/v1/events/history"])
         #expect(history.body.contains("\"type\":\"unregistered\""))
         #expect(history.body.contains("\"reason\":\"stop\""))
         #expect(history.body.contains("\"flapping\":false"))
         #expect(history.body.contains("\"flaps\":[]}"))
-        let snapshot = try await HTTPFrontTests.curl(["\(base)/v1/events?follow=false"])
+        let snapshot = try await Curl.run(["\(base)/v1/events?follow=false"])
         #expect(snapshot.status == 200)
         #expect(snapshot.body.contains("event: reset\nid: "))
         #expect(snapshot.body.contains(",\"nodes\":[]}"))
@@ -154,10 +109,10 @@ struct EventsTests {
         ])
         defer { gateway.stop() }
         let base = "http://127.0.0.1:\(httpPort)"
-        let stream = try EventStream("\(base)/v1/events")
+        let stream = try CurlStream("\(base)/v1/events")
         defer { stream.stop() }
         try await stream.waitFor("the reset") { $0.frames.first?.event == "reset" }
-        let refused = try await HTTPFrontTests.curl(["-i", "\(base)/v1/events"])
+        let refused = try await Curl.run(["-i", "\(base)/v1/events"])
         #expect(refused.status == 503)
         #expect(refused.body.lowercased().contains("retry-after: 5"))
         let (fd, reply) = try await WireClient.register(port: gateway.port, name: "fine", nodePort: 5)

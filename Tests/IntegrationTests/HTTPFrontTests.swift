@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -8,17 +9,6 @@ import Glibc
 /// The HTTP/JSON front of the built binary, with real curl and a real `erl` node.
 @Suite(.timeLimit(.minutes(2)))
 struct HTTPFrontTests {
-    /// Runs curl; returns the status code and the body.
-    static func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
-        let curl = try ExternalTool.require("curl")
-        let result = try await Blocking.run {
-            try Command.run(curl, ["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"] + arguments, timeout: 15)
-        }
-        var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let status = Int(lines.popLast() ?? "") ?? -1
-        return (status, lines.joined(separator: "\n"))
-    }
-
     @Test(
         "curl on every endpoint with a real erl node registered",
         .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("erl") && ExternalTool.usable("curl"))
@@ -28,7 +18,7 @@ struct HTTPFrontTests {
         let gateway = try await GatewayProcess.start(arguments: ["--http-port", String(httpPort)])
         defer { gateway.stop() }
         let base = "http://127.0.0.1:\(httpPort)"
-        let empty = try await Self.curl(["\(base)/v1/nodes"])
+        let empty = try await Curl.run(["\(base)/v1/nodes"])
         #expect(empty.status == 200)
         // Generations start at this run's base (microseconds since 1970 at start), never at 0.
         #expect(empty.body.hasPrefix("{\"generation\":17") && empty.body.contains(",\"nodes\":[]}"))
@@ -41,7 +31,7 @@ struct HTTPFrontTests {
         defer { node.kill() }
         let nodePort = try await node.waitUntilRegistered(epmdPort: gateway.port)
 
-        let list = try await Self.curl(["-i", "\(base)/v1/nodes"])
+        let list = try await Curl.run(["-i", "\(base)/v1/nodes"])
         #expect(list.status == 200)
         #expect(
             list.body.contains("\"name\":\"\(node.name)\",\"port\":\(nodePort),\"type\":\"normal\",\"typeCode\":77")
@@ -49,28 +39,28 @@ struct HTTPFrontTests {
         let etag = list.body.split(separator: "\r\n").first { $0.lowercased().hasPrefix("etag:") }
             .map { String($0.dropFirst(5)).trimmingCharacters(in: .whitespaces) }
         let tag = try #require(etag, "no ETag in \(list.body)")
-        #expect(try await Self.curl(["-H", "If-None-Match: \(tag)", "\(base)/v1/nodes"]).status == 304)
-        #expect(try await Self.curl(["\(base)/v1/nodes?type=hidden"]).body.contains("\"nodes\":[]"))
+        #expect(try await Curl.run(["-H", "If-None-Match: \(tag)", "\(base)/v1/nodes"]).status == 304)
+        #expect(try await Curl.run(["\(base)/v1/nodes?type=hidden"]).body.contains("\"nodes\":[]"))
 
-        let one = try await Self.curl(["\(base)/v1/nodes/\(node.name)"])
+        let one = try await Curl.run(["\(base)/v1/nodes/\(node.name)"])
         #expect(one.status == 200)
         #expect(one.body.contains("\"highestVersion\":6") && one.body.contains("\"peer\":\"127.0.0.1\""))
-        #expect(try await Self.curl(["\(base)/v1/nodes/\(node.name)/health"]).status == 200)
-        #expect(try await Self.curl(["-I", "\(base)/v1/nodes/\(node.name)/health"]).status == 200)
-        #expect(try await Self.curl(["\(base)/v1/nodes/nobody"]).status == 404)
-        #expect(try await Self.curl(["\(base)/v1/nodes/nobody/health"]).status == 503)
-        #expect(try await Self.curl(["\(base)/livez"]).status == 200)
-        #expect(try await Self.curl(["\(base)/readyz"]).status == 200)
-        #expect(try await Self.curl(["\(base)/version"]).body.contains("\"libmicrohttpd\":\"0.9"))
-        let wrong = try await Self.curl(["-i", "-X", "PUT", "\(base)/v1/nodes"])
+        #expect(try await Curl.run(["\(base)/v1/nodes/\(node.name)/health"]).status == 200)
+        #expect(try await Curl.run(["-I", "\(base)/v1/nodes/\(node.name)/health"]).status == 200)
+        #expect(try await Curl.run(["\(base)/v1/nodes/nobody"]).status == 404)
+        #expect(try await Curl.run(["\(base)/v1/nodes/nobody/health"]).status == 503)
+        #expect(try await Curl.run(["\(base)/livez"]).status == 200)
+        #expect(try await Curl.run(["\(base)/readyz"]).status == 200)
+        #expect(try await Curl.run(["\(base)/version"]).body.contains("\"libmicrohttpd\":\"0.9"))
+        let wrong = try await Curl.run(["-i", "-X", "PUT", "\(base)/v1/nodes"])
         #expect(wrong.status == 405 && wrong.body.lowercased().contains("allow: get, head"))
-        let missing = try await Self.curl(["\(base)/no/such/path"])
+        let missing = try await Curl.run(["\(base)/no/such/path"])
         #expect(missing.status == 404 && missing.body.contains("\"title\":\"Not Found\""))
 
         // The node dies: the health check turns 503.
         _ = node.kill()
         let down = try await Poll.until(timeout: .seconds(5), interval: .milliseconds(50)) {
-            try await Self.curl(["\(base)/v1/nodes/\(node.name)/health"]).status == 503
+            try await Curl.run(["\(base)/v1/nodes/\(node.name)/health"]).status == 503
         }
         #expect(down != nil)
     }
@@ -83,17 +73,17 @@ struct HTTPFrontTests {
         let httpPort = try FreePort.next()
         let gateway = try await GatewayProcess.start(arguments: ["--http-port", String(httpPort)])
         defer { gateway.stop() }
-        let first = try await Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes"])
+        let first = try await Curl.run(["http://127.0.0.1:\(httpPort)/v1/nodes"])
         let generation = try #require(
             first.body.split(separator: ",").first.flatMap { UInt64($0.dropFirst("{\"generation\":".count)) },
             "no generation in \(first.body)"
         )
         // An index from before this run (0) is answered at once: the table may have changed since.
-        let stale = try await Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=0&wait=20"])
+        let stale = try await Curl.run(["http://127.0.0.1:\(httpPort)/v1/nodes?index=0&wait=20"])
         #expect(stale.status == 200 && stale.body.contains("\"generation\":\(generation)"))
         let clock = ContinuousClock()
         let start = clock.now
-        async let answer = Self.curl(["http://127.0.0.1:\(httpPort)/v1/nodes?index=\(generation)&wait=20"])
+        async let answer = Curl.run(["http://127.0.0.1:\(httpPort)/v1/nodes?index=\(generation)&wait=20"])
         try await Task.sleep(for: .milliseconds(500))
         let (fd, reply) = try await WireClient.register(port: gateway.port, name: "polled", nodePort: 11)
         defer { close(fd) }
@@ -117,10 +107,10 @@ struct HTTPFrontTests {
         ])
         defer { gateway.stop() }
         let base = "http://127.0.0.1:\(httpPort)"
-        #expect(try await Self.curl(["\(base)/readyz"]).status == 200)
+        #expect(try await Curl.run(["\(base)/readyz"]).status == 200)
         kill(gateway.process.processIdentifier, SIGTERM)
         let draining = try await Poll.until(timeout: .seconds(4), interval: .milliseconds(20)) {
-            try await Self.curl(["\(base)/readyz"]).status == 503
+            try await Curl.run(["\(base)/readyz"]).status == 503
         }
         #expect(draining != nil, "readyz did not turn 503 after SIGTERM")
         #expect(try await WireClient.names(port: gateway.port).prefix == UInt32(gateway.port))

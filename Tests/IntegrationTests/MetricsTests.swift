@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -139,8 +140,7 @@ struct MetricsTests {
             upValue = try await prometheus.value(#"up{job="epmd-gateway"}"#)
             return upValue == 1
         }
-        #expect(up != nil, "up never became 1 (last \(upValue.map { "\($0)" } ?? "none")): \(prometheus.log)")
-        guard up != nil else { return }
+        try #require(up != nil, "up never became 1 (last \(upValue.map { "\($0)" } ?? "none")): \(prometheus.log)")
 
         var nodesValue: Double?
         let counted = try await Poll.until(timeout: .seconds(30), interval: .milliseconds(250)) {
@@ -181,27 +181,12 @@ struct MetricsTests {
 
     /// `curl -s http://127.0.0.1:PORT/metrics`; throws unless it answers 200 with the 0.0.4 content type.
     static func metricsText(_ httpPort: UInt16) async throws -> String {
-        let curl = try ExternalTool.require("curl")
-        let marker = "\n--curl-status--"
-        let result = try await Blocking.run {
-            try Command.run(
-                curl,
-                [
-                    "-s", "-m", "10", "-w", "\(marker)%{http_code} %{content_type}",
-                    "http://127.0.0.1:\(httpPort)/metrics",
-                ],
-                timeout: 15
-            )
+        let response = try await Curl.run(["http://127.0.0.1:\(httpPort)/metrics"])
+        guard response.status == 200 else {
+            throw TestFailure("curl /metrics answered \(response)")
         }
-        guard let range = result.stdout.range(of: marker, options: .backwards) else {
-            throw TestFailure("curl /metrics: \(result.status) \(result.stderr)")
-        }
-        let trailer = result.stdout[range.upperBound...].split(separator: " ", maxSplits: 1).map(String.init)
-        guard trailer.count == 2, trailer[0] == "200" else {
-            throw TestFailure("curl /metrics answered \(trailer)")
-        }
-        #expect(trailer[1] == "text/plain; version=0.0.4; charset=utf-8")
-        return String(result.stdout[..<range.lowerBound])
+        #expect(response.contentType == "text/plain; version=0.0.4; charset=utf-8")
+        return response.body
     }
 
     static func scrape(_ httpPort: UInt16) async throws -> Samples {
@@ -298,15 +283,11 @@ final class PrometheusServer: @unchecked Sendable {
 
     /// A GET on Prometheus's HTTP API with curl: status and body (status 0 when nothing answers).
     func get(_ path: String, query: String? = nil) async throws -> (status: Int, body: String) {
-        let curl = try ExternalTool.require("curl")
-        var arguments = ["-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}"]
+        var arguments: [String] = []
         if let query { arguments += ["-G", "--data-urlencode", "query=\(query)"] }
         arguments.append("http://127.0.0.1:\(self.port)\(path)")
-        let command = arguments
-        let result = try await Blocking.run { try Command.run(curl, command, timeout: 10) }
-        var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let status = Int(lines.popLast() ?? "") ?? 0
-        return (status, lines.joined(separator: "\n"))
+        let response = try await Curl.run(arguments, maxTime: 5)
+        return (response.status, response.body)
     }
 
     /// The value of an instant query that gives one sample; nil when it gives none.

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -116,8 +117,7 @@ final class CDPDriver: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var quitting = false
 
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("Support/chromium_cdp.py")
+    static let script = RepositoryRoot.appending("Tests/IntegrationTests/Support/chromium_cdp.py")
 
     /// One answer of the driver.
     struct Answer: Sendable {
@@ -251,8 +251,8 @@ final class CDPDriver: @unchecked Sendable {
         for (signal, grace) in steps {
             guard self.process.isRunning else { return }
             if let signal { kill(self.process.processIdentifier, signal) }
-            let deadline = ContinuousClock.now.advanced(by: grace)
-            while self.process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+            let process = self.process
+            _ = Poll.blockingUntil(timeout: grace, interval: .milliseconds(10)) { !process.isRunning }
         }
     }
 
