@@ -31,7 +31,7 @@ extension HTTPRouter: EventStreamSource {
     /// is not a number starts afresh.
     static func streamStart(_ request: HTTPRequest) -> EventStreamStart {
         let raw = request.header("last-event-id") ?? request.query["lastEventId"]
-        guard let raw, let id = UInt64(raw.filter { $0 != " " }) else { return .fresh }
+        guard let raw, let id = RequestNumber.eventID(raw.utf8) else { return .fresh }
         return .after(id)
     }
 
@@ -132,7 +132,7 @@ struct EventFrames {
     private var slots: [(id: UInt64, bytes: [UInt8])?] = Array(repeating: nil, count: 4096)
 
     mutating func frame(for event: RegistryEvent) -> [UInt8] {
-        let slot = Int(event.id % UInt64(self.slots.count))
+        let slot = Int(truncatingIfNeeded: event.id % UInt64(truncatingIfNeeded: self.slots.count))
         if let cached = self.slots[slot], cached.id == event.id { return cached.bytes }
         var json = JSONWriter(capacity: 384)
         json.event(event)

@@ -149,7 +149,7 @@ public struct HTTPRouter: Sendable {
     static let openAPIYAML = Array((OpenAPIDocument.yaml + "\n").utf8)
 
     /// The longest a long-poll request waits, whatever it asks.
-    public static let maximumWait = 60
+    public static let maximumWait = RequestNumber.maximumWait
 
     /// Whether `request` is a long-poll that should wait now: `GET /v1/nodes` with `index` at or past
     /// the current generation and a `wait` above zero (seconds, optionally with `s` or `m`; capped
@@ -157,27 +157,20 @@ public struct HTTPRouter: Sendable {
     /// - Returns: the index and the seconds to wait, or `nil` to answer now.
     public func longPollWait(for request: HTTPRequest) -> (index: UInt64, seconds: Int)? {
         guard request.method == "GET", request.path == "/v1/nodes",
-            let index = request.query["index"].flatMap({ UInt64($0) }),
-            let seconds = request.query["wait"].flatMap(Self.parseWait), seconds > 0,
+            let index = request.query["index"].flatMap({ RequestNumber.generation($0.utf8) }),
+            let seconds = request.query["wait"].flatMap({ RequestNumber.waitSeconds($0.utf8) }), seconds > 0,
             index >= self.registry.generation
         else { return nil }
-        return (index, min(seconds, Self.maximumWait))
-    }
-
-    /// `30`, `30s`, `1m` → seconds; anything else → nil.
-    static func parseWait(_ text: String) -> Int? {
-        if text.hasSuffix("m") { return Int(text.dropLast()).map { $0 * 60 } }
-        if text.hasSuffix("s") { return Int(text.dropLast()) }
-        return Int(text)
+        return (index, seconds)
     }
 
     // MARK: - Endpoints
 
     private func nodes(_ request: HTTPRequest) -> HTTPResponse {
-        if let index = request.query["index"], UInt64(index) == nil {
+        if let index = request.query["index"], RequestNumber.generation(index.utf8) == nil {
             return Self.problem(400, "Bad Request", "index must be a generation number (0 or more).")
         }
-        if let wait = request.query["wait"], Self.parseWait(wait).map({ $0 >= 0 }) != true {
+        if let wait = request.query["wait"], RequestNumber.waitSeconds(wait.utf8) == nil {
             return Self.problem(400, "Bad Request", "wait must be seconds: 30, 30s or 1m (at most 60 s are used).")
         }
         if request.query["type"] == nil {
@@ -206,7 +199,7 @@ public struct HTTPRouter: Sendable {
             case "normal": selected = all.filter { $0.request.nodeType == 77 }
             case "hidden": selected = all.filter { $0.request.nodeType == 72 }
             default:
-                guard let code = UInt8(type) else {
+                guard let code = RequestNumber.typeCode(type.utf8) else {
                     return Self.problem(400, "Bad Request", "type must be normal, hidden or a type code (0-255).")
                 }
                 selected = all.filter { $0.request.nodeType == code }

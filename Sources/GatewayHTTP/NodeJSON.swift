@@ -19,7 +19,8 @@ struct JSONWriter {
         text.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
     }
 
-    /// Appends a JSON string from UTF-8 bytes, escaping `"`, `\` and control characters.
+    /// Appends a JSON string from UTF-8 bytes, escaping `"`, `\` and control characters (RFC 8259 §7).
+    /// Other bytes, DEL and non-ASCII UTF-8 included, are copied as they are.
     mutating func string(_ utf8: some Collection<UInt8>) {
         self.bytes.append(UInt8(ascii: "\""))
         for byte in utf8 {
@@ -30,12 +31,18 @@ struct JSONWriter {
             case UInt8(ascii: "\r"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
             case UInt8(ascii: "\t"): self.bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                self.bytes += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+                self.bytes += [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                    Self.hexDigit(byte >> 4), Self.hexDigit(byte & 0x0F),
+                ]
             default: self.bytes.append(byte)
             }
         }
         self.bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ (nibble &- 10)
     }
 
     mutating func string(_ text: String) { self.string(text.utf8) }
@@ -43,69 +50,104 @@ struct JSONWriter {
     /// Appends bytes that are already JSON.
     mutating func append(_ json: [UInt8]) { self.bytes.append(contentsOf: json) }
 
+    /// Appends an integer in decimal, any width and sign (never traps: `UInt64.max` and `Int.min` too).
     mutating func number(_ value: some BinaryInteger) {
-        self.bytes.appendDecimal(Int(value))
+        if value < 0 { self.bytes.append(UInt8(ascii: "-")) }
+        self.decimal(UInt64(truncatingIfNeeded: value.magnitude))
     }
 
-    /// RFC 3339 UTC time with milliseconds (or microseconds), e.g. `"2026-11-23T07:48:29.123Z"`.
+    /// Appends `value`'s decimal digits, written in place (no temporary array).
+    private mutating func decimal(_ value: UInt64) {
+        var width = 1
+        var scan = value
+        while scan >= 10 {
+            scan /= 10
+            width += 1
+        }
+        let end = self.bytes.count + width
+        self.bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
+        var rest = value
+        var index = end
+        while index > end - width {
+            index -= 1
+            self.bytes[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+            rest /= 10
+        }
+    }
+
+    /// Appends `value` (0 or more) as exactly `width` digits, zero-padded (the high digits cut).
+    private mutating func digits(_ value: Int, _ width: Int) {
+        var rest = value < 0 ? 0 : value
+        let end = self.bytes.count + width
+        self.bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
+        var index = end
+        while index > end - width {
+            index -= 1
+            self.bytes[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+            rest /= 10
+        }
+    }
+
+    /// The times RFC 3339 can write with a four-digit year: 0001-01-01T00:00:00Z ... 9999-12-31T23:59:59Z.
+    static let timestampRange: ClosedRange<Double> = -62_135_596_800...253_402_300_799
+
+    /// RFC 3339 UTC time with milliseconds (or microseconds), e.g. `"2026-11-23T07:48:29.123Z"`. The
+    /// fraction is cut, not rounded (`.9999996` is `.999999`, never the next second); times outside
+    /// ``timestampRange`` are clamped to it and NaN is the epoch.
     mutating func timestamp(_ secondsSince1970: Double, microseconds: Bool = false) {
-        var seconds = time_t(secondsSince1970.rounded(.down))
-        let scale = microseconds ? 1_000_000.0 : 1000.0
-        let fraction = min(Int((secondsSince1970 - Double(seconds)) * scale), Int(scale) - 1)
+        let clamped =
+            secondsSince1970.isNaN
+            ? 0 : min(max(secondsSince1970, Self.timestampRange.lowerBound), Self.timestampRange.upperBound)
+        let whole = clamped.rounded(.down)
+        var seconds = time_t(exactly: whole) ?? 0
+        let scale = microseconds ? 1_000_000 : 1000
+        let scaled = ((clamped - whole) * (microseconds ? 1_000_000.0 : 1000.0)).rounded(.down)
+        let fraction = min(Int(exactly: scaled) ?? 0, scale - 1)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func digits(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = value
-            while divisor > 0 {
-                self.bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
-        }
         self.bytes.append(UInt8(ascii: "\""))
-        digits(Int(parts.tm_year) + 1900, 4)
+        self.digits(Int(truncatingIfNeeded: parts.tm_year) + 1900, 4)
         self.bytes.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mon) + 1, 2)
+        self.digits(Int(truncatingIfNeeded: parts.tm_mon) + 1, 2)
         self.bytes.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mday), 2)
+        self.digits(Int(truncatingIfNeeded: parts.tm_mday), 2)
         self.bytes.append(UInt8(ascii: "T"))
-        digits(Int(parts.tm_hour), 2)
+        self.digits(Int(truncatingIfNeeded: parts.tm_hour), 2)
         self.bytes.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_min), 2)
+        self.digits(Int(truncatingIfNeeded: parts.tm_min), 2)
         self.bytes.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_sec), 2)
+        self.digits(Int(truncatingIfNeeded: parts.tm_sec), 2)
         self.bytes.append(UInt8(ascii: "."))
-        digits(fraction, microseconds ? 6 : 3)
+        self.digits(fraction, microseconds ? 6 : 3)
         self.bytes += [UInt8(ascii: "Z"), UInt8(ascii: "\"")]
     }
 
-    /// A non-negative number of seconds with millisecond precision, e.g. `12.345`.
+    /// A non-negative number of seconds with millisecond precision, e.g. `12.345` (negative and NaN are
+    /// 0; at most about 31,700 years).
     mutating func seconds(_ value: Double) {
-        let milliseconds = value.isFinite ? Int((max(value, 0) * 1000).rounded()) : 0
-        self.bytes.appendDecimal(milliseconds / 1000)
+        let bounded = value.isNaN ? 0 : min(max(value, 0), 1e15)
+        let milliseconds = UInt64(exactly: (bounded * 1000).rounded()) ?? 0
+        self.decimal(milliseconds / 1000)
         self.bytes.append(UInt8(ascii: "."))
-        let rest = milliseconds % 1000
-        self.bytes += [
-            UInt8(ascii: "0") + UInt8(rest / 100), UInt8(ascii: "0") + UInt8(rest / 10 % 10),
-            UInt8(ascii: "0") + UInt8(rest % 10),
-        ]
+        self.digits(Int(truncatingIfNeeded: milliseconds % 1000), 3)
     }
 
-    /// Standard base64 of opaque bytes, as a JSON string.
+    private static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Standard base64 (RFC 4648 §4, with `=` padding) of opaque bytes, as a JSON string.
     mutating func base64(_ input: [UInt8]) {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        let alphabet = Self.base64Alphabet
+        func symbol(_ sextet: UInt8) -> UInt8 { alphabet[Int(truncatingIfNeeded: sextet & 0x3F)] }
         self.bytes.append(UInt8(ascii: "\""))
         var index = 0
         while index < input.count {
             let b0 = input[index]
             let b1 = index + 1 < input.count ? input[index + 1] : 0
             let b2 = index + 2 < input.count ? input[index + 2] : 0
-            self.bytes.append(alphabet[Int(b0 >> 2)])
-            self.bytes.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
-            self.bytes.append(index + 1 < input.count ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            self.bytes.append(index + 2 < input.count ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
+            self.bytes.append(symbol(b0 >> 2))
+            self.bytes.append(symbol((b0 & 0x03) << 4 | b1 >> 4))
+            self.bytes.append(index + 1 < input.count ? symbol((b1 & 0x0F) << 2 | b2 >> 6) : UInt8(ascii: "="))
+            self.bytes.append(index + 2 < input.count ? symbol(b2) : UInt8(ascii: "="))
             index += 3
         }
         self.bytes.append(UInt8(ascii: "\""))

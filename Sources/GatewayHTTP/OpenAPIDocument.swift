@@ -476,11 +476,11 @@ public enum OpenAPIDocument {
               required: false
               description: |
                 Only nodes of this type: `normal` (type code 77), `hidden` (72), or a decimal type code
-                0-255 (as parsed by Swift's `UInt8(_:)`: an optional `+`, and leading zeros, are
-                accepted; `-0` means 0). Anything else gets `400`.
+                0-255 of one to three ASCII digits (leading zeros within three digits are allowed: `077`;
+                no sign, no spaces). Anything else gets `400`.
               schema:
                 type: string
-                pattern: "^(normal|hidden|\\+?0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|-0+)$"
+                pattern: "^(normal|hidden|[0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])$"
               examples:
                 normal:
                   value: normal
@@ -1505,10 +1505,10 @@ public enum OpenAPIDocument {
                 "name": "type",
                 "in": "query",
                 "required": false,
-                "description": "Only nodes of this type: `normal` (type code 77), `hidden` (72), or a decimal type code\n0-255 (as parsed by Swift's `UInt8(_:)`: an optional `+`, and leading zeros, are\naccepted; `-0` means 0). Anything else gets `400`.\n",
+                "description": "Only nodes of this type: `normal` (type code 77), `hidden` (72), or a decimal type code\n0-255 of one to three ASCII digits (leading zeros within three digits are allowed: `077`;\nno sign, no spaces). Anything else gets `400`.\n",
                 "schema": {
                   "type": "string",
-                  "pattern": "^(normal|hidden|\\+?0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|-0+)$"
+                  "pattern": "^(normal|hidden|[0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])$"
                 },
                 "examples": {
                   "normal": {

@@ -180,7 +180,7 @@ final class EventStreams: Sendable {
     /// ends the stream, so a closed watcher frees its slot within about a second, not at the next
     /// heartbeat.
     private func notifierLoop() {
-        let interval = UInt64(self.heartbeatSeconds) * 1_000_000_000
+        let interval = UInt64(truncatingIfNeeded: self.heartbeatSeconds) * 1_000_000_000
         let second: UInt64 = 1_000_000_000
         var nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval
         var nextHangUpCheck = MicroHTTPDServer.monotonicNanoseconds() + second
@@ -188,7 +188,7 @@ final class EventStreams: Sendable {
             let now = MicroHTTPDServer.monotonicNanoseconds()
             let next = min(nextHeartbeat, nextHangUpCheck)
             if now < next {
-                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(next - now)))
+                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(truncatingIfNeeded: next - now)))
             }
             let (watchers, changed, stopped) = self.state.withLock { state in
                 defer { state.changed = false }
@@ -221,7 +221,7 @@ final class EventStreams: Sendable {
             if let fd = watcher.suspendedDescriptor { polled.append((watcher, fd)) }
         }
         guard !polled.isEmpty else { return [] }
-        let hangUp = Self.pollReadHangUp | Int16(POLLHUP) | Int16(POLLERR)
+        let hangUp = Self.pollReadHangUp | Int16(truncatingIfNeeded: POLLHUP) | Int16(truncatingIfNeeded: POLLERR)
         var fds = polled.map { pollfd(fd: $0.fd, events: Self.pollReadHangUp, revents: 0) }
         let ready = fds.withUnsafeMutableBufferPointer { buffer in
             poll(buffer.baseAddress, nfds_t(buffer.count), 0)

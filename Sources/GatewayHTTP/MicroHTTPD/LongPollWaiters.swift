@@ -45,7 +45,7 @@ final class LongPollWaiters: Sendable {
     /// - Returns: false when full or stopped (the caller must not leave it suspended: it is resumed).
     func add(connection: OpaquePointer, index: UInt64, seconds: Int) {
         let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection)))
-        let deadline = Self.now() + UInt64(seconds) * 1_000_000_000
+        let deadline = Self.now() + UInt64(clamping: seconds) * 1_000_000_000
         let resumeNow = self.state.withLock { state -> Bool in
             if state.stopped || state.generation > index || state.waiters.count >= self.capacity { return true }
             state.waiters.append(Waiter(connection: address, index: index, deadline: deadline))
@@ -94,7 +94,8 @@ final class LongPollWaiters: Sendable {
             if let next {
                 let now = Self.now()
                 _ = self.wake.wait(
-                    timeout: .now() + .nanoseconds(Int(min(next > now ? next - now : 0, 60_000_000_000)))
+                    timeout: .now()
+                        + .nanoseconds(Int(truncatingIfNeeded: min(next > now ? next - now : 0, 60_000_000_000)))
                 )
             } else {
                 self.wake.wait()

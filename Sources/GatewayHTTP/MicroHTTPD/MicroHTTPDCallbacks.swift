@@ -66,7 +66,7 @@ enum MicroHTTPDCallbacks {
         let queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
         if let observer = context.observer {
             let elapsed = started == 0 ? 0 : MicroHTTPDServer.monotonicNanoseconds() &- started
-            observer(response.route, response.status, Double(elapsed) / 1e9)
+            observer(response.route, response.status, RequestNumber.seconds(nanoseconds: elapsed))
         }
         return queued
     }

@@ -85,7 +85,7 @@ public final class MicroHTTPDServer: Sendable {
         guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
             throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
         }
-        let isIPv6 = Int32(storage.ss_family) == AF_INET6
+        let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
         var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
@@ -105,9 +105,9 @@ public final class MicroHTTPDServer: Sendable {
                     flags,
                     configuration.port,
                     address,
-                    UInt32(max(configuration.threads, 1)),
-                    UInt32(max(configuration.connectionLimit, 1)),
-                    UInt32(max(configuration.connectionTimeout, 1)),
+                    UInt32(clamping: max(configuration.threads, 1)),
+                    UInt32(clamping: max(configuration.connectionLimit, 1)),
+                    UInt32(clamping: max(configuration.connectionTimeout, 1)),
                     MicroHTTPDCallbacks.access,
                     context.toOpaque(),
                     MicroHTTPDCallbacks.completed,
@@ -174,7 +174,7 @@ public final class MicroHTTPDServer: Sendable {
     static func monotonicNanoseconds() -> UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+        return UInt64(truncatingIfNeeded: spec.tv_sec) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: spec.tv_nsec)
     }
 
     private static func fill(_ storage: inout sockaddr_storage, address: String, port: UInt16) -> Bool {
