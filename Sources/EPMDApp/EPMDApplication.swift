@@ -104,7 +104,7 @@ public enum EPMDApplication {
         )
         let metrics = GatewayMetrics(
             build: BuildInfo(version: self.version, libmicrohttpdVersion: MicroHTTPDServer.libraryVersion),
-            httpRoutes: HTTPRouter.routes,
+            httpRoutes: HTTPRoute.allCases.map(\.label),
             nodeInfo: options.metricsNodeInfo
         )
         registry.addChangeObserver { metrics.record($0) }

@@ -47,7 +47,7 @@ final class EventStreams: Sendable {
                 State(
                     connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))),
                     fd: cmhd_connection_fd(connection),
-                    pending: HTTPRouter.streamPreamble,
+                    pending: source.streamPreamble,
                     lastID: lastID
                 )
             )
@@ -68,7 +68,7 @@ final class EventStreams: Sendable {
                         state.pending = chunk.bytes
                         state.heartbeatDue = false
                     } else if state.heartbeatDue {
-                        state.pending = HTTPRouter.heartbeat
+                        state.pending = self.source.heartbeat
                         state.heartbeatDue = false
                     } else {
                         state.suspended = true

@@ -78,15 +78,9 @@ enum MicroHTTPDCallbacks {
         source: any EventStreamSource,
         context: CallbackContext
     ) -> MHD_Result {
-        let route = "/v1/events"
+        let route = source.streamRoute
         guard let watcher = context.streams.open(connection: connection, start: start, source: source) else {
-            var refusal = HTTPRouter.problem(
-                503,
-                "Service Unavailable",
-                "Too many event watchers (at most \(context.streams.capacity)); retry later."
-            )
-            refusal.headers.append(("Retry-After", "5"))
-            refusal.route = route
+            let refusal = source.refusal(capacity: context.streams.capacity)
             return Self.queue(refusal, on: connection, context: context, started: 0)
         }
         let cls = Unmanaged.passRetained(watcher).toOpaque()

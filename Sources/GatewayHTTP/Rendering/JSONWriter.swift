@@ -183,4 +183,26 @@ struct JSONWriter {
         self.string(node.peer)
         self.raw("}")
     }
+
+    /// The `Event` object of the API (an SSE `data:` line and an entry of the history).
+    mutating func event(_ event: RegistryEvent) {
+        self.raw("{\"id\":")
+        self.number(event.id)
+        switch event.kind {
+        case .registered:
+            self.raw(",\"type\":\"registered\",\"time\":")
+            self.timestamp(event.time, microseconds: true)
+        case .unregistered(let reason):
+            self.raw(",\"type\":\"unregistered\",\"time\":")
+            self.timestamp(event.time, microseconds: true)
+            self.raw(",\"reason\":")
+            self.string(reason.rawValue)
+            self.raw(",\"lifetimeSeconds\":")
+            self.seconds(event.lifetime ?? 0)
+            self.raw(event.isFlap ? ",\"flapping\":true" : ",\"flapping\":false")
+        }
+        self.raw(",\"node\":")
+        self.node(event.node)
+        self.raw("}")
+    }
 }
