@@ -99,7 +99,13 @@ let package = Package(
             dependencies: ["EPMDServer", "EPMDPosix", "EPMDRegistry", "EPMDProtocol", "CEPMDSystem"]
         ),
         .testTarget(name: "EPMDAppTests", dependencies: ["EPMDApp", "EPMDServer", "EPMDPosix"]),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol"]),
+        .testTarget(
+            name: "GatewayHTTPTests",
+            dependencies: [
+                "GatewayHTTP", "EPMDRegistry", "EPMDProtocol", .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "GatewayMetricsTests",
             dependencies: ["GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol"]

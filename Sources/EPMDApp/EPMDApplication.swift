@@ -1,3 +1,4 @@
+import EPMDLogging
 import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
@@ -5,6 +6,7 @@ import EPMDServer
 import Foundation
 import GatewayHTTP
 import GatewayMetrics
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -145,7 +147,13 @@ public enum EPMDApplication {
                 server: server,
                 ready: ready,
                 metrics: metrics,
-                logger: logger
+                logger: logger,
+                httpLogger: Logger(label: "epmd-gateway.http") { _ in
+                    EPMDLogHandler(
+                        sink: isDaemon ? .syslog : EPMDLogHandler.standardErrorSink(environment: environment),
+                        debugLevel: options.debugLevel
+                    )
+                }
             ) : nil
         ready.set(true)
         let status = self.runOnLoopThread(server, logger: logger)
@@ -166,7 +174,8 @@ public enum EPMDApplication {
         server: EPMDServer,
         ready: ReadinessFlag,
         metrics: GatewayMetrics,
-        logger: EPMDLogger
+        logger: EPMDLogger,
+        httpLogger: Logger
     ) -> MicroHTTPDServer? {
         let router = HTTPRouter(
             registry: registry,
@@ -181,13 +190,15 @@ public enum EPMDApplication {
             maxWatchers: options.maxWatchers
         )
         do {
-            let http = try MicroHTTPDServer(
+            let http = MicroHTTPDServer(
                 configuration: configuration,
+                logger: httpLogger,
                 longPoll: { router.longPollWait(for: $0) },
                 events: router,
                 observer: { metrics.httpRequest(route: $0, status: $1, seconds: $2) },
                 handler: { router.respond(to: $0) }
             )
+            try http.start()
             registry.addChangeObserver { http.generationChanged($0.id) }
             metrics.readEventWatchers { http.eventWatchers }
             metrics.httpFrontStarted(true)

@@ -221,7 +221,7 @@ import Testing
     ) throws -> (MicroHTTPDServer, NodeRegistry, String) {
         let registry = NodeRegistry()
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let server = try MicroHTTPDServer(
+        let server = try MicroHTTPDServer.started(
             configuration: .init(port: 0, threads: 2, maxWatchers: maxWatchers, heartbeatSeconds: heartbeat),
             events: router,
             handler: { router.respond(to: $0) }

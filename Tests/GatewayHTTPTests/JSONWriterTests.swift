@@ -3,6 +3,10 @@ import Testing
 
 @testable import GatewayHTTP
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The JSON writer alone: string escaping, numbers, base64, RFC 3339 times, seconds. Every result is also
 /// parsed back with Foundation's JSON parser where it is a JSON text.
 @Suite struct JSONWriterTests {
@@ -119,6 +123,28 @@ import Testing
         // Never a trap on NaN or infinities.
         #expect(Self.timestamp(.nan) == "\"1970-01-01T00:00:00.000Z\"")
         #expect(Self.timestamp(.infinity) == "\"9999-12-31T23:59:59.000Z\"")
+    }
+
+    @Test("the calendar arithmetic agrees with the C library's gmtime_r from year 1 to 9999")
+    func calendarMatchesGmtime() {
+        var generator = SystemRandomNumberGenerator()
+        var samples: [Int] = [0, -1, 86_399, 86_400, 951_782_399, 951_782_400, -62_135_596_800, 253_402_300_799]
+        for _ in 0..<20_000 { samples.append(Int.random(in: -62_135_596_800...253_402_300_799, using: &generator)) }
+        for second in samples {
+            var time = time_t(second)
+            var parts = tm()
+            gmtime_r(&time, &parts)
+            let expected = String(
+                format: "\"%04d-%02d-%02dT%02d:%02d:%02d.000Z\"",
+                parts.tm_year + 1900,
+                parts.tm_mon + 1,
+                parts.tm_mday,
+                parts.tm_hour,
+                parts.tm_min,
+                parts.tm_sec
+            )
+            #expect(Self.timestamp(Double(second)) == expected, "\(second)")
+        }
     }
 
     @Test("seconds: three decimals, rounded; negative, NaN and infinity never trap")

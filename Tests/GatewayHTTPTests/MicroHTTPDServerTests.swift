@@ -2,7 +2,13 @@ import EPMDProtocol
 import EPMDRegistry
 import Foundation
 import GatewayHTTP
+import InMemoryLogging
+import Logging
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The libmicrohttpd daemon for real, driven by curl on loopback.
 @Suite(.timeLimit(.minutes(1))) struct MicroHTTPDServerTests {
@@ -40,7 +46,7 @@ import Testing
         )
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
         for address in ["127.0.0.1", "::1"] {
-            let server = try MicroHTTPDServer(configuration: .init(address: address, port: 0, threads: 2)) {
+            let server = try MicroHTTPDServer.started(configuration: .init(address: address, port: 0, threads: 2)) {
                 router.respond(to: $0)
             }
             defer { server.stop() }
@@ -72,7 +78,7 @@ import Testing
     func longPoll() async throws {
         let registry = NodeRegistry()
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let server = try MicroHTTPDServer(
+        let server = try MicroHTTPDServer.started(
             configuration: .init(port: 0),
             longPoll: { router.longPollWait(for: $0) },
             handler: { router.respond(to: $0) }
@@ -104,13 +110,111 @@ import Testing
     @Test("a port already in use is an error, not a crash")
     func portInUse() throws {
         let router = HTTPRouter(registry: NodeRegistry(), build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let first = try MicroHTTPDServer(configuration: .init(port: 0)) { router.respond(to: $0) }
+        let first = try MicroHTTPDServer.started(configuration: .init(port: 0)) { router.respond(to: $0) }
         defer { first.stop() }
         #expect(throws: MicroHTTPDError.self) {
-            _ = try MicroHTTPDServer(configuration: .init(port: first.port)) { router.respond(to: $0) }
+            _ = try MicroHTTPDServer.started(configuration: .init(port: first.port)) { router.respond(to: $0) }
         }
         #expect(throws: MicroHTTPDError.self) {
-            _ = try MicroHTTPDServer(configuration: .init(address: "localhost")) { router.respond(to: $0) }
+            _ = try MicroHTTPDServer.started(configuration: .init(address: "localhost")) { router.respond(to: $0) }
         }
+    }
+
+    @Test(
+        "lifecycle: init only configures, start binds once, stop answers a suspended long-poll at once and is idempotent",
+        .enabled(if: getenv("CI") != nil || Self.curl != nil)
+    )
+    func lifecycle() async throws {
+        let registry = NodeRegistry()
+        let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "test.http") { _ in logs }
+        logger.logLevel = .trace
+        let server = MicroHTTPDServer(
+            configuration: .init(port: 0),
+            logger: logger,
+            longPoll: { router.longPollWait(for: $0) },
+            handler: { router.respond(to: $0) }
+        )
+        #expect(server.port == 0)
+        try server.start()
+        #expect(server.port != 0)
+        #expect(throws: MicroHTTPDError.self) { try server.start() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        // Two requests suspended for up to 60 s; stop resumes them, waits for their answers, then stops.
+        let first = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=60")
+        let second = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=1m")
+        defer {
+            close(first)
+            close(second)
+        }
+        let suspended = try await Self.poll(seconds: 10) { server.suspendedConnections == 2 }
+        #expect(suspended, "the two long-polls were not suspended in time")
+        let stopping = clock.now
+        server.stop()
+        #expect(stopping.duration(to: clock.now) < .seconds(2))
+        #expect(start.duration(to: clock.now) < .seconds(12))
+        #expect(RawHTTP.status(first) == 200)
+        #expect(RawHTTP.status(second) == 200)
+        #expect(server.suspendedConnections == 0)
+        #expect(server.port == 0)
+        server.stop()
+        #expect(throws: MicroHTTPDError.self) { try server.start() }
+        let messages = logs.entries.map { "\($0.level) \($0.message)" }
+        #expect(messages.contains { $0.contains("HTTP daemon started") })
+        #expect(messages.filter { $0.contains("HTTP daemon stopped") }.count == 1)
+        #expect(!messages.contains { $0.contains("not completed") })
+    }
+
+    /// Checks `condition` every 10 ms until it holds or `seconds` pass.
+    static func poll(seconds: Int, _ condition: () -> Bool) async throws -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        while clock.now < deadline {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+}
+
+/// A blocking raw-socket HTTP/1.1 client for tests that must not hold a Swift concurrency thread.
+enum RawHTTP {
+    /// Connects to 127.0.0.1:`port` and sends `GET target` with `Connection: close`; returns the socket.
+    static func send(port: UInt16, _ target: String) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(connected == 0, "connect: errno \(errno)")
+        let request = Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        try #require(sent == request.count)
+        return fd
+    }
+
+    /// Reads the status code of the answer on `fd` (waiting at most 5 s), or -1.
+    static func status(_ fd: Int32) -> Int {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var received = 0
+        while received < 12 {
+            let n = buffer.withUnsafeMutableBytes {
+                recv(fd, $0.baseAddress.map { $0 + received }, $0.count - received, 0)
+            }
+            if n <= 0 { break }
+            received += n
+        }
+        guard received >= 12 else { return -1 }
+        return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? -1
     }
 }

@@ -1,4 +1,7 @@
 import CMicroHTTPD
+import EPMDPosix
+import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -37,13 +40,17 @@ enum MicroHTTPDCallbacks {
         if let source = context.events, let start = source.eventStreamStart(for: request) {
             return Self.openStream(connection, start: start, source: source, context: context)
         }
-        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker), let wait = context.longPoll(request) {
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker),
+            !context.stopping.load(ordering: .acquiring), let wait = context.longPoll(request)
+        {
+            // Counted until `completed` sees the marker: shutdown waits for it.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.waitedMarker)
+            context.suspended.enter()
             MHD_suspend_connection(connection)
             context.waiters.add(connection: connection, index: wait.index, seconds: wait.seconds)
             return .YES
         }
-        let started = context.observer == nil ? 0 : MicroHTTPDServer.monotonicNanoseconds()
+        let started = context.observer == nil ? 0 : System.monotonicNanoseconds()
         return Self.queue(context.handler(request), on: connection, context: context, started: started)
     }
 
@@ -58,14 +65,20 @@ enum MicroHTTPDCallbacks {
         let created = body.withUnsafeMutableBytes { raw in
             MHD_create_response_from_buffer(raw.count, raw.baseAddress, .RESPMEM_MUST_COPY)
         }
-        guard let created else { return .NO }
+        guard let created else {
+            context.logger.error(
+                "libmicrohttpd could not create a response",
+                metadata: ["status": "\(response.status)", "bytes": "\(response.body.count)"]
+            )
+            return .NO
+        }
         defer { MHD_destroy_response(created) }
         for header in response.headers {
             _ = MHD_add_response_header(created, header.name, header.value)
         }
         let queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
         if let observer = context.observer {
-            let elapsed = started == 0 ? 0 : MicroHTTPDServer.monotonicNanoseconds() &- started
+            let elapsed = started == 0 ? 0 : System.monotonicNanoseconds() &- started
             observer(response.route, response.status, RequestNumber.seconds(nanoseconds: elapsed))
         }
         return queued
@@ -80,6 +93,10 @@ enum MicroHTTPDCallbacks {
     ) -> MHD_Result {
         let route = source.streamRoute
         guard let watcher = context.streams.open(connection: connection, start: start, source: source) else {
+            context.logger.warning(
+                "event watcher refused: too many watchers",
+                metadata: ["capacity": "\(context.streams.capacity)"]
+            )
             let refusal = source.refusal(capacity: context.streams.capacity)
             return Self.queue(refusal, on: connection, context: context, started: 0)
         }
@@ -95,6 +112,7 @@ enum MicroHTTPDCallbacks {
         else {
             Unmanaged<EventStreams.Watcher>.fromOpaque(cls).release()
             context.streams.closed(watcher)
+            context.logger.error("libmicrohttpd could not create an event-stream response")
             return .NO
         }
         defer { MHD_destroy_response(response) }
@@ -105,9 +123,13 @@ enum MicroHTTPDCallbacks {
         return MHD_queue_response(connection, 200, response)
     }
 
-    /// Nothing to free: requests carry no allocated state.
-    static let completed: MHD_RequestCompletedCallback = { _, _, state, _ in
-        state?.pointee = nil
+    /// Requests carry no allocated state; a long-poll that was suspended leaves the count shutdown waits on.
+    static let completed: MHD_RequestCompletedCallback = { cls, _, state, _ in
+        guard let state else { return }
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.waitedMarker), let cls {
+            Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue().suspended.leave()
+        }
+        state.pointee = nil
     }
 
     /// The request headers the router reads, looked up one by one (cheaper than copying them all).

@@ -1,12 +1,6 @@
 import EPMDProtocol
 import EPMDRegistry
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// The JSON of the API, written straight into bytes: keys in a fixed order, strings escaped per
 /// RFC 8259, no Foundation and no intermediate `String`s on the request path.
 struct JSONWriter {
@@ -99,27 +93,43 @@ struct JSONWriter {
             secondsSince1970.isNaN
             ? 0 : min(max(secondsSince1970, Self.timestampRange.lowerBound), Self.timestampRange.upperBound)
         let whole = clamped.rounded(.down)
-        var seconds = time_t(exactly: whole) ?? 0
+        let seconds = Int(exactly: whole) ?? 0
         let scale = microseconds ? 1_000_000 : 1000
         let scaled = ((clamped - whole) * (microseconds ? 1_000_000.0 : 1000.0)).rounded(.down)
         let fraction = min(Int(exactly: scaled) ?? 0, scale - 1)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let date = Self.civilDate(daysSince1970: days)
         self.bytes.append(UInt8(ascii: "\""))
-        self.digits(Int(truncatingIfNeeded: parts.tm_year) + 1900, 4)
+        self.digits(date.year, 4)
         self.bytes.append(UInt8(ascii: "-"))
-        self.digits(Int(truncatingIfNeeded: parts.tm_mon) + 1, 2)
+        self.digits(date.month, 2)
         self.bytes.append(UInt8(ascii: "-"))
-        self.digits(Int(truncatingIfNeeded: parts.tm_mday), 2)
+        self.digits(date.day, 2)
         self.bytes.append(UInt8(ascii: "T"))
-        self.digits(Int(truncatingIfNeeded: parts.tm_hour), 2)
+        self.digits(secondOfDay / 3600, 2)
         self.bytes.append(UInt8(ascii: ":"))
-        self.digits(Int(truncatingIfNeeded: parts.tm_min), 2)
+        self.digits(secondOfDay / 60 % 60, 2)
         self.bytes.append(UInt8(ascii: ":"))
-        self.digits(Int(truncatingIfNeeded: parts.tm_sec), 2)
+        self.digits(secondOfDay % 60, 2)
         self.bytes.append(UInt8(ascii: "."))
         self.digits(fraction, microseconds ? 6 : 3)
         self.bytes += [UInt8(ascii: "Z"), UInt8(ascii: "\"")]
+    }
+
+    /// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`:
+    /// 400-year eras of 146,097 days), in pure integer arithmetic: no libc, no time zone.
+    static func civilDate(daysSince1970: Int) -> (year: Int, month: Int, day: Int) {
+        let z = daysSince1970 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (year, month, day)
     }
 
     /// A non-negative number of seconds with millisecond precision, e.g. `12.345` (negative and NaN are
