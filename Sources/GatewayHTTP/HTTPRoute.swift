@@ -35,6 +35,70 @@ public enum HTTPRoute: CaseIterable, Sendable {
         }
     }
 
+    /// The route of a path as sent (still percent-encoded), and the decoded `{name}` segment of the node
+    /// routes; `nil` when a segment is not valid percent-encoded UTF-8. A path without `%` is matched as
+    /// it is, without splitting or copying it; one with `%` is decoded segment by segment first (so
+    /// `%2F` never splits a segment) and matched by ``match(_:)``.
+    public static func match(path: String) -> (route: HTTPRoute, name: String?)? {
+        let bytes = path.utf8.span
+        // The node routes first (the hot path): `/v1/nodes/NAME` and `/v1/nodes/NAME/health`.
+        if bytes.count > Self.nodesPrefix.count, Self.starts(bytes, with: Self.nodesPrefix) {
+            var slash: Int?
+            var index = Self.nodesPrefix.count
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "%") { return self.matchDecoded(path) }
+                if byte == UInt8(ascii: "/") && slash == nil { slash = index }
+                index += 1
+            }
+            let start = path.utf8.index(path.utf8.startIndex, offsetBy: Self.nodesPrefix.count)
+            guard let slash else { return (.node, String(path[start...])) }
+            guard bytes.count - slash == Self.healthSuffix.count,
+                Self.starts(bytes.extracting(slash...), with: Self.healthSuffix)
+            else { return (.other, nil) }
+            let end = path.utf8.index(path.utf8.startIndex, offsetBy: slash)
+            return (.nodeHealth, String(path[start..<end]))
+        }
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "%") { return self.matchDecoded(path) }
+            index += 1
+        }
+        switch path {
+        case "/": return (.statusPage, nil)
+        case "/livez": return (.livez, nil)
+        case "/readyz": return (.readyz, nil)
+        case "/version": return (.version, nil)
+        case "/metrics": return (.metrics, nil)
+        case "/openapi.json": return (.openAPIJSON, nil)
+        case "/openapi.yaml": return (.openAPIYAML, nil)
+        case "/v1/nodes": return (.nodes, nil)
+        case "/v1/nodes/": return (.node, "")
+        case "/v1/events": return (.events, nil)
+        case "/v1/events/history": return (.eventsHistory, nil)
+        default: return (.other, nil)
+        }
+    }
+
+    private static let nodesPrefix = Array("/v1/nodes/".utf8)
+    private static let healthSuffix = Array("/health".utf8)
+
+    private static func starts(_ bytes: Span<UInt8>, with prefix: [UInt8]) -> Bool {
+        guard bytes.count >= prefix.count else { return false }
+        let expected = prefix.span
+        var index = 0
+        while index < expected.count {
+            if bytes[index] != expected[index] { return false }
+            index += 1
+        }
+        return true
+    }
+
+    private static func matchDecoded(_ path: String) -> (route: HTTPRoute, name: String?)? {
+        guard let segments = HTTPRequest.segments(of: path) else { return nil }
+        return self.match(segments)
+    }
+
     /// The route of a path's decoded segments (the empty path `/` is one empty segment), and the `{name}`
     /// segment for the node routes.
     public static func match(_ segments: [String]) -> (route: HTTPRoute, name: String?) {

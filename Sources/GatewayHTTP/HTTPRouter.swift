@@ -46,10 +46,9 @@ public struct HTTPRouter: Sendable {
 
     /// Answers one request.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        guard let segments = request.pathSegments else {
+        guard let (route, name) = HTTPRoute.match(path: request.path) else {
             return .problem(400, "Bad Request", "The path is not valid percent-encoded UTF-8.")
         }
-        let (route, name) = HTTPRoute.match(segments)
         var response = self.dispatch(route, name: name, request)
         response.route = route.label
         return response

@@ -1,14 +1,15 @@
 import EPMDRegistry
 import Synchronization
 
-/// Rendered bodies, valid for one registry generation: the unfiltered `/v1/nodes`, and each node's
-/// JSON. A registration never changes while it lives, so a body is stale only once the generation
-/// moves on; then everything is dropped.
+/// Rendered bodies, valid for one registry generation: the unfiltered `/v1/nodes` (with its `ETag`),
+/// and each node's JSON, as ``SharedBody`` values the daemon serves without copying. A registration
+/// never changes while it lives, so a body is stale only once the generation moves on; then everything
+/// is dropped (and with it the daemon's response objects).
 final class NodeListCache: Sendable {
     private struct Entries {
         var generation: UInt64 = .max
-        var list: [UInt8]?
-        var nodes: [[UInt8]: [UInt8]] = [:]
+        var list: (body: SharedBody, etag: String)?
+        var nodes: [String: SharedBody] = [:]
 
         mutating func roll(to generation: UInt64) {
             guard self.generation != generation else { return }
@@ -36,22 +37,23 @@ final class NodeListCache: Sendable {
         }
     }
 
-    func body(for generation: UInt64) -> [UInt8]? {
+    /// The list of `generation` and its entity tag, if rendered.
+    func list(for generation: UInt64) -> (body: SharedBody, etag: String)? {
         self.entries.withLock { $0.generation == generation ? $0.list : nil }
     }
 
-    func store(_ body: [UInt8], for generation: UInt64) {
+    func storeList(_ body: SharedBody, etag: String, for generation: UInt64) {
         self.entries.withLock {
             $0.roll(to: generation)
-            $0.list = body
+            $0.list = (body, etag)
         }
     }
 
-    func node(_ name: [UInt8], for generation: UInt64) -> [UInt8]? {
+    func node(_ name: String, for generation: UInt64) -> SharedBody? {
         self.entries.withLock { $0.generation == generation ? $0.nodes[name] : nil }
     }
 
-    func storeNode(_ name: [UInt8], _ body: [UInt8], for generation: UInt64) {
+    func storeNode(_ name: String, _ body: SharedBody, for generation: UInt64) {
         self.entries.withLock {
             $0.roll(to: generation)
             // Bounded: at most one entry per registered name of this generation.

@@ -2,21 +2,18 @@
 /// `Resources/` (SwiftPM `embedInCode`; `openapi.yaml` and `openapi.json` there are symlinks to the
 /// canonical contract in `openapi/`, so the bytes served are the files' bytes).
 enum DocumentsHandler {
-    static func statusPage() -> HTTPResponse {
-        HTTPResponse(
-            status: 200,
-            headers: [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")],
-            body: StatusPage.html
-        )
-    }
+    static let page = SharedBody(
+        bytes: StatusPage.html,
+        headers: [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")]
+    )
+    static let json = SharedBody(bytes: OpenAPIDocument.json, headers: [("Content-Type", "application/json")])
+    static let yaml = SharedBody(bytes: OpenAPIDocument.yaml, headers: [("Content-Type", "application/yaml")])
 
-    static func openAPIJSON() -> HTTPResponse {
-        HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: OpenAPIDocument.json)
-    }
+    static func statusPage() -> HTTPResponse { HTTPResponse(status: 200, shared: Self.page) }
 
-    static func openAPIYAML() -> HTTPResponse {
-        HTTPResponse(status: 200, headers: [("Content-Type", "application/yaml")], body: OpenAPIDocument.yaml)
-    }
+    static func openAPIJSON() -> HTTPResponse { HTTPResponse(status: 200, shared: Self.json) }
+
+    static func openAPIYAML() -> HTTPResponse { HTTPResponse(status: 200, shared: Self.yaml) }
 }
 
 /// The live status page served at `GET /` (`Resources/status.html`): one self-contained HTML document

@@ -31,17 +31,11 @@ struct NodesHandler: Sendable {
         let typeFilter = request.query["type"]
         if typeFilter == nil {
             // The common case, answered without copying the table: the body of this generation.
-            let generation = self.registry.generation
-            if let cached = self.cache.body(for: generation) {
-                let etag = Self.etag(generation)
-                if request.header("if-none-match") == etag {
-                    return HTTPResponse(status: 304, headers: [("ETag", etag)])
+            if let cached = self.cache.list(for: self.registry.generation) {
+                if request.header("if-none-match") == cached.etag {
+                    return HTTPResponse(status: 304, headers: [("ETag", cached.etag)])
                 }
-                return HTTPResponse(
-                    status: 200,
-                    headers: [("Content-Type", "application/json"), ("ETag", etag)],
-                    body: cached
-                )
+                return HTTPResponse(status: 200, shared: cached.body)
             }
         }
         let (generation, all) = self.registry.versionedSnapshot()
@@ -70,28 +64,28 @@ struct NodesHandler: Sendable {
         json.raw(",\"nodes\":")
         self.appendNodeArray(selected, to: &json, complete: typeFilter == nil)
         json.raw("}")
-        var response = HTTPResponse.json(200, json)
-        if typeFilter == nil { self.cache.store(response.body, for: generation) }
-        response.headers.append(("ETag", etag))
-        return response
+        json.raw("\n")
+        let body = SharedBody(bytes: json.bytes, headers: [("Content-Type", "application/json"), ("ETag", etag)])
+        if typeFilter == nil { self.cache.storeList(body, etag: etag, for: generation) }
+        return HTTPResponse(status: 200, shared: body)
     }
 
     /// `GET /v1/nodes/{name}`.
     func node(named name: String, _ request: HTTPRequest) -> HTTPResponse {
         if let invalid = Self.invalidName(name) { return invalid }
-        let key = Array(name.utf8)
         let generation = self.registry.generation
-        if let cached = self.cache.node(key, for: generation) {
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: cached)
+        if let cached = self.cache.node(name, for: generation) {
+            return HTTPResponse(status: 200, shared: cached)
         }
-        guard let node = self.registry.lookup(key) else {
+        guard let node = self.registry.lookup(Array(name.utf8)) else {
             return .problem(404, "Not Found", "No node named \(name) is registered.")
         }
         var json = JSONWriter()
         json.node(node)
-        let response = HTTPResponse.json(200, json)
-        self.cache.storeNode(key, response.body, for: generation)
-        return response
+        json.raw("\n")
+        let body = SharedBody(bytes: json.bytes, headers: [("Content-Type", "application/json")])
+        self.cache.storeNode(name, body, for: generation)
+        return HTTPResponse(status: 200, shared: body)
     }
 
     /// The load-balancer contract: 200 while the node is registered, 503 when it is not.
@@ -144,10 +138,13 @@ struct NodesHandler: Sendable {
         return a.count < b.count
     }
 
-    /// Names in paths: not empty, at most 255 code points, no `/` (sent as `%2F`) and no NUL.
+    /// Names in paths: not empty, at most 255 code points, no `/` (sent as `%2F`) and no NUL. Checked on
+    /// the UTF-8 bytes (no grapheme breaking); code points are counted only past 255 bytes.
     static func invalidName(_ name: String) -> HTTPResponse? {
-        if name.isEmpty || name.unicodeScalars.count > EPMDLimits.maxNameCodePoints || name.contains("/")
-            || name.contains("\u{0}")
+        let bytes = name.utf8
+        if bytes.isEmpty || bytes.contains(UInt8(ascii: "/")) || bytes.contains(0)
+            || (bytes.count > EPMDLimits.maxNameCodePoints
+                && name.unicodeScalars.count > EPMDLimits.maxNameCodePoints)
         {
             return .problem(400, "Bad Request", "A node name has 1 to 255 characters, no '/' and no NUL.")
         }

@@ -12,7 +12,9 @@ struct ProbesHandler: Sendable {
 
     var servesMetrics: Bool { self.exposition != nil }
 
-    func livez() -> HTTPResponse { .text(200, "ok\n") }
+    static let alive = SharedBody(bytes: Array("ok\n".utf8), headers: [("Content-Type", "text/plain; charset=utf-8")])
+
+    func livez() -> HTTPResponse { HTTPResponse(status: 200, shared: Self.alive) }
 
     /// 200 once serving, 503 while starting or draining; `?verbose` gives the check-list form.
     func readyz(_ request: HTTPRequest) -> HTTPResponse {
