@@ -141,8 +141,15 @@ struct NodesHandler: Sendable {
     /// Names in paths: not empty, at most 255 code points, no `/` (sent as `%2F`) and no NUL. Checked on
     /// the UTF-8 bytes (no grapheme breaking); code points are counted only past 255 bytes.
     static func invalidName(_ name: String) -> HTTPResponse? {
-        let bytes = name.utf8
-        if bytes.isEmpty || bytes.contains(UInt8(ascii: "/")) || bytes.contains(0)
+        let bytes = name.utf8.span
+        var forbidden = bytes.isEmpty
+        var index = 0
+        while index < bytes.count && !forbidden {
+            let byte = bytes[index]
+            forbidden = byte == UInt8(ascii: "/") || byte == 0
+            index += 1
+        }
+        if forbidden
             || (bytes.count > EPMDLimits.maxNameCodePoints
                 && name.unicodeScalars.count > EPMDLimits.maxNameCodePoints)
         {

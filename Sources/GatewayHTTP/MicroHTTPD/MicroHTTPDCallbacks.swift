@@ -36,7 +36,8 @@ enum MicroHTTPDCallbacks {
             path: String(cString: url),
             values: ConnectionValues(connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))))
         )
-        if let source = context.events, let start = source.eventStreamStart(for: request) {
+        // Asked in place (no copy of the source existential on every request).
+        if let start = context.events?.eventStreamStart(for: request), let source = context.events {
             return Self.openStream(connection, start: start, source: source, context: context)
         }
         if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker),
