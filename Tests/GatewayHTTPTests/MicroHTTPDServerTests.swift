@@ -93,17 +93,22 @@ import Glibc
         #expect(timedOut.body.hasPrefix("{\"generation\":0,"))
         #expect(start.duration(to: clock.now) >= .milliseconds(900))
 
+        // A raw socket (no curl process holding a concurrency thread): the request is seen suspended
+        // before the registration, so the answer proves the wake-up, not a race.
         start = clock.now
-        async let woken = Task.detached { try Self.curl(["\(base)/v1/nodes?index=0&wait=20"]) }.value
-        try await Task.sleep(for: .milliseconds(300))
+        let waiting = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=20")
+        defer { close(waiting) }
+        let suspended = try await Self.poll(seconds: 10) { server.suspendedConnections == 1 }
+        #expect(suspended, "the long-poll was not suspended")
         _ = registry.register(
             Alive2Request(port: 9, name: Array("late".utf8)),
             connection: ConnectionID(1),
             fd: 3,
             peer: ""
         )
-        let answer = try await woken
-        #expect(answer.body.contains("\"generation\":1") && answer.body.contains("late"))
+        let answer = RawHTTP.response(waiting)
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(answer.contains("\"generation\":1") && answer.contains("late"))
         #expect(start.duration(to: clock.now) < .seconds(10))
     }
 
@@ -199,6 +204,20 @@ enum RawHTTP {
         let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         try #require(sent == request.count)
         return fd
+    }
+
+    /// Reads the whole answer on `fd` until the server closes (waiting at most 5 s per read).
+    static func response(_ fd: Int32) -> String {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while received.count < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 
     /// Reads the status code of the answer on `fd` (waiting at most 5 s), or -1.
