@@ -55,7 +55,19 @@ let package = Package(
         ),
         /// The HTTP/JSON front: a pure router over registry snapshots, and the libmicrohttpd daemon
         /// (its `MicroHTTPD/` folder is the only place with unsafe pointers).
-        .target(name: "GatewayHTTP", dependencies: ["CMicroHTTPD", "EPMDProtocol", "EPMDRegistry"]),
+        .target(
+            name: "GatewayHTTP",
+            dependencies: [
+                "CMicroHTTPD", "EPMDPosix", "EPMDProtocol", "EPMDRegistry",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // The status page and the contract, embedded in the binary at build time. `openapi.yaml` and
+            // `openapi.json` are symlinks to the canonical files in `openapi/` (SwiftPM follows them).
+            resources: [
+                .embedInCode("Resources/status.html"), .embedInCode("Resources/openapi.yaml"),
+                .embedInCode("Resources/openapi.json"),
+            ]
+        ),
         /// Prometheus metrics: swift-prometheus handles made once, fed by the epmd loop's instruments,
         /// registry events and the HTTP observer; scrape-time gauges and the `process_*` family.
         .target(
@@ -109,7 +121,11 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayHTTPTests",
-            dependencies: ["GatewayHTTP", "EPMDRegistry", "EPMDProtocol", "GatewayTestSupport"]
+            dependencies: [
+                "GatewayHTTP", "EPMDRegistry", "EPMDProtocol", "GatewayTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "GatewayMetricsTests",

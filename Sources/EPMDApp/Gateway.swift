@@ -225,13 +225,15 @@ public final class Gateway: Sendable {
             maxWatchers: self.options.maxWatchers
         )
         do {
-            let http = try MicroHTTPDServer(
+            let http = MicroHTTPDServer(
                 configuration: configuration,
+                logger: self.logger,
                 longPoll: { router.longPollWait(for: $0) },
                 events: router,
                 observer: { metrics.http.httpRequest(route: $0, status: $1, seconds: $2) },
                 handler: { router.respond(to: $0) }
             )
+            try http.start()
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.httpFrontStarted(true)
@@ -285,7 +287,7 @@ extension Gateway {
         )
         let metrics = GatewayMetrics(
             build: BuildInfo(version: EPMDApplication.version, libmicrohttpdVersion: MicroHTTPDServer.libraryVersion),
-            httpRoutes: HTTPRouter.routes,
+            httpRoutes: HTTPRoute.allCases.map(\.label),
             nodeInfo: options.metricsNodeInfo,
             logger: logger
         )

@@ -1,14 +1,44 @@
-/// An HTTP request as a value: copied out of libmicrohttpd before any Swift code looks at it.
-public struct HTTPRequest: Equatable, Sendable {
+/// Where a request's query arguments and headers come from, read by name only when a handler asks
+/// (libmicrohttpd looks them up in its own buffers: no dictionary is built per request).
+public protocol HTTPRequestValues: Sendable {
+    /// The raw (still percent-encoded) value of the query argument `name`: `nil` when absent, `""` when
+    /// present without a value. For a repeated argument, the first value.
+    func argument(_ name: String) -> String?
+    /// A header's value by case-insensitive name (the first one when repeated).
+    func header(_ name: String) -> String?
+}
+
+/// An HTTP request as the API sees it: method and path as values, query arguments and headers read on
+/// demand. A request made by the daemon reads libmicrohttpd's buffers and is valid only during the
+/// handler call that receives it.
+public struct HTTPRequest: Sendable {
+    /// The query arguments, by name (`request.query["index"]`).
+    public struct Query: Sendable {
+        fileprivate let values: Values
+
+        public subscript(_ name: String) -> String? {
+            switch self.values {
+            case .fixed(let query, _): query[name]
+            case .lookup(let source): source.argument(name)
+            }
+        }
+    }
+
+    fileprivate enum Values: Sendable {
+        case fixed(query: [String: String], headers: [String: String])
+        case lookup(any HTTPRequestValues)
+    }
+
     /// `GET`, `HEAD`, ...
     public var method: String
     /// The path as sent (still percent-encoded), without the query.
     public var path: String
-    /// Query arguments (the last value wins for repeated keys).
-    public var query: [String: String]
-    /// Header values by lower-cased name (the daemon copies only the ones the router reads).
-    public var headers: [String: String]
+    private let values: Values
 
+    /// A request with fixed query arguments and headers (tests, and anything not from a live daemon).
+    /// - Parameters:
+    ///   - query: arguments by name, values still percent-encoded.
+    ///   - headers: values by lower-cased name.
     public init(
         method: String,
         path: String,
@@ -17,18 +47,36 @@ public struct HTTPRequest: Equatable, Sendable {
     ) {
         self.method = method
         self.path = path
-        self.query = query
-        self.headers = headers
+        self.values = .fixed(query: query, headers: headers)
     }
 
+    /// A request whose arguments and headers are read from `values` when asked.
+    public init(method: String, path: String, values: some HTTPRequestValues) {
+        self.method = method
+        self.path = path
+        self.values = .lookup(values)
+    }
+
+    /// The query arguments, by name.
+    public var query: Query { Query(values: self.values) }
+
     /// A header's value, by case-insensitive name.
-    public func header(_ name: String) -> String? { self.headers[name.lowercased()] }
+    public func header(_ name: String) -> String? {
+        switch self.values {
+        case .fixed(_, let headers): headers[name.lowercased()]
+        case .lookup(let source): source.header(name)
+        }
+    }
 
     /// The path's segments, each percent-decoded on its own (so `%2F` never splits a segment);
     /// `nil` if a segment is not valid percent-encoded UTF-8.
-    public var pathSegments: [String]? {
+    public var pathSegments: [String]? { Self.segments(of: self.path) }
+
+    /// The segments of `path` after its leading `/`, each percent-decoded; `nil` for a broken escape or
+    /// bytes that are not UTF-8.
+    static func segments(of path: String) -> [String]? {
         var segments: [String] = []
-        for raw in self.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+        for raw in path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
             guard let decoded = Self.percentDecode(String(raw)) else { return nil }
             segments.append(decoded)
         }
@@ -58,32 +106,5 @@ public struct HTTPRequest: Equatable, Sendable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
-    }
-}
-
-/// An HTTP response as a value: the router returns it; the daemon copies it into libmicrohttpd.
-public struct HTTPResponse: Equatable, Sendable {
-    public var status: Int
-    /// Headers in order (libmicrohttpd adds `Date` and `Content-Length`).
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    /// The route template that answered (`/v1/nodes/{name}`, never the raw path): the `route` label
-    /// of the HTTP metrics. Set by the router.
-    public var route = "other"
-
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-    }
-
-    /// A header's value, by case-insensitive name.
-    public func header(_ name: String) -> String? {
-        self.headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
-
-    public static func == (lhs: HTTPResponse, rhs: HTTPResponse) -> Bool {
-        lhs.status == rhs.status && lhs.body == rhs.body
-            && lhs.headers.map { "\($0.name): \($0.value)" } == rhs.headers.map { "\($0.name): \($0.value)" }
     }
 }

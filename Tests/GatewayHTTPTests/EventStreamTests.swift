@@ -149,7 +149,7 @@ import Testing
         ]
         for (path, route) in cases {
             #expect(router.respond(to: HTTPRequest(method: "GET", path: path)).route == route, "\(path)")
-            #expect(HTTPRouter.routes.contains(route))
+            #expect(HTTPRoute.allCases.map(\.label).contains(route))
         }
         #expect(router.respond(to: HTTPRequest(method: "GET", path: "/metrics")).status == 404)
         let withMetrics = HTTPRouter(
@@ -170,7 +170,7 @@ import Testing
     ) throws -> (MicroHTTPDServer, NodeRegistry, String) {
         let registry = NodeRegistry()
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let server = try MicroHTTPDServer(
+        let server = try MicroHTTPDServer.started(
             configuration: .init(port: 0, threads: 2, maxWatchers: maxWatchers, heartbeatSeconds: heartbeat),
             events: router,
             handler: { router.respond(to: $0) }

@@ -3,7 +3,13 @@ import EPMDRegistry
 import Foundation
 import GatewayHTTP
 import GatewayTestSupport
+import InMemoryLogging
+import Logging
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The libmicrohttpd daemon for real, driven by curl on loopback.
 @Suite(.timeLimit(.minutes(1))) struct MicroHTTPDServerTests {
@@ -21,7 +27,7 @@ import Testing
         )
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
         for address in ["127.0.0.1", "::1"] {
-            let server = try MicroHTTPDServer(configuration: .init(address: address, port: 0, threads: 2)) {
+            let server = try MicroHTTPDServer.started(configuration: .init(address: address, port: 0, threads: 2)) {
                 router.respond(to: $0)
             }
             defer { server.stop() }
@@ -54,7 +60,7 @@ import Testing
     func longPoll() async throws {
         let registry = NodeRegistry()
         let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let server = try MicroHTTPDServer(
+        let server = try MicroHTTPDServer.started(
             configuration: .init(port: 0),
             longPoll: { router.longPollWait(for: $0) },
             handler: { router.respond(to: $0) }
@@ -69,30 +75,139 @@ import Testing
         #expect(timedOut.body.hasPrefix("{\"generation\":0,"))
         #expect(start.duration(to: clock.now) >= .milliseconds(900))
 
+        // A raw socket (no curl process holding a concurrency thread): the request is seen suspended
+        // before the registration, so the answer proves the wake-up, not a race.
         start = clock.now
-        async let woken = Task.detached { try Curl.runBlocking(["\(base)/v1/nodes?index=0&wait=20"]) }.value
-        try await Task.sleep(for: .milliseconds(300))
+        let waiting = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=20")
+        defer { close(waiting) }
+        let suspended = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(10)) {
+            server.suspendedConnections == 1
+        }
+        #expect(suspended != nil, "the long-poll was not suspended")
         _ = registry.register(
             Alive2Request(port: 9, name: Array("late".utf8)),
             connection: ConnectionID(1),
             fd: 3,
             peer: ""
         )
-        let answer = try await woken
-        #expect(answer.body.contains("\"generation\":1") && answer.body.contains("late"))
+        let answer = RawHTTP.response(waiting)
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(answer.contains("\"generation\":1") && answer.contains("late"))
         #expect(start.duration(to: clock.now) < .seconds(10))
     }
 
     @Test("a port already in use is an error, not a crash")
     func portInUse() throws {
         let router = HTTPRouter(registry: NodeRegistry(), build: .init(version: "test", libmicrohttpd: "0.9.75"))
-        let first = try MicroHTTPDServer(configuration: .init(port: 0)) { router.respond(to: $0) }
+        let first = try MicroHTTPDServer.started(configuration: .init(port: 0)) { router.respond(to: $0) }
         defer { first.stop() }
         #expect(throws: MicroHTTPDError.self) {
-            _ = try MicroHTTPDServer(configuration: .init(port: first.port)) { router.respond(to: $0) }
+            _ = try MicroHTTPDServer.started(configuration: .init(port: first.port)) { router.respond(to: $0) }
         }
         #expect(throws: MicroHTTPDError.self) {
-            _ = try MicroHTTPDServer(configuration: .init(address: "localhost")) { router.respond(to: $0) }
+            _ = try MicroHTTPDServer.started(configuration: .init(address: "localhost")) { router.respond(to: $0) }
         }
+    }
+
+    @Test(
+        "lifecycle: init only configures, start binds once, stop answers a suspended long-poll at once and is idempotent"
+    )
+    func lifecycle() async throws {
+        let registry = NodeRegistry()
+        let router = HTTPRouter(registry: registry, build: .init(version: "test", libmicrohttpd: "0.9.75"))
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "test.http") { _ in logs }
+        logger.logLevel = .trace
+        let server = MicroHTTPDServer(
+            configuration: .init(port: 0),
+            logger: logger,
+            longPoll: { router.longPollWait(for: $0) },
+            handler: { router.respond(to: $0) }
+        )
+        #expect(server.port == 0)
+        try server.start()
+        #expect(server.port != 0)
+        #expect(throws: MicroHTTPDError.self) { try server.start() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        // Two requests suspended for up to 60 s; stop resumes them, waits for their answers, then stops.
+        let first = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=60")
+        let second = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=1m")
+        defer {
+            close(first)
+            close(second)
+        }
+        let suspended = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(10)) {
+            server.suspendedConnections == 2
+        }
+        #expect(suspended != nil, "the two long-polls were not suspended in time")
+        let stopping = clock.now
+        server.stop()
+        #expect(stopping.duration(to: clock.now) < .seconds(2))
+        #expect(start.duration(to: clock.now) < .seconds(12))
+        #expect(RawHTTP.status(first) == 200)
+        #expect(RawHTTP.status(second) == 200)
+        #expect(server.suspendedConnections == 0)
+        #expect(server.port == 0)
+        server.stop()
+        #expect(throws: MicroHTTPDError.self) { try server.start() }
+        let messages = logs.entries.map { "\($0.level) \($0.message)" }
+        #expect(messages.contains { $0.contains("HTTP daemon started") })
+        #expect(messages.filter { $0.contains("HTTP daemon stopped") }.count == 1)
+        #expect(!messages.contains { $0.contains("not completed") })
+    }
+}
+
+/// A blocking raw-socket HTTP/1.1 client for tests that must not hold a Swift concurrency thread.
+enum RawHTTP {
+    /// Connects to 127.0.0.1:`port` and sends `GET target` with `Connection: close`; returns the socket.
+    static func send(port: UInt16, _ target: String) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(connected == 0, "connect: errno \(errno)")
+        let request = Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        try #require(sent == request.count)
+        return fd
+    }
+
+    /// Reads the whole answer on `fd` until the server closes (waiting at most 5 s per read).
+    static func response(_ fd: Int32) -> String {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while received.count < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Reads the status code of the answer on `fd` (waiting at most 5 s), or -1.
+    static func status(_ fd: Int32) -> Int {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var received = 0
+        while received < 12 {
+            let n = buffer.withUnsafeMutableBytes {
+                recv(fd, $0.baseAddress.map { $0 + received }, $0.count - received, 0)
+            }
+            if n <= 0 { break }
+            received += n
+        }
+        guard received >= 12 else { return -1 }
+        return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? -1
     }
 }

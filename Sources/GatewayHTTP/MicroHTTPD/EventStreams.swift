@@ -1,6 +1,5 @@
 import CMicroHTTPD
-import Dispatch
-import Foundation
+import EPMDPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -47,7 +46,7 @@ final class EventStreams: Sendable {
                 State(
                     connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))),
                     fd: cmhd_connection_fd(connection),
-                    pending: HTTPRouter.streamPreamble,
+                    pending: source.streamPreamble,
                     lastID: lastID
                 )
             )
@@ -68,7 +67,7 @@ final class EventStreams: Sendable {
                         state.pending = chunk.bytes
                         state.heartbeatDue = false
                     } else if state.heartbeatDue {
-                        state.pending = HTTPRouter.heartbeat
+                        state.pending = self.source.heartbeat
                         state.heartbeatDue = false
                     } else {
                         state.suspended = true
@@ -115,19 +114,26 @@ final class EventStreams: Sendable {
     }
 
     private let state = Mutex(State())
-    private let wakeNotifier = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private let wakeNotifier: Wakeup
+    private let thread = Mutex<PosixThread?>(nil)
+    /// Every open stream is a suspended-or-resumed connection until its response is released.
+    private let suspended: SuspendedConnections
     /// The most streams at once; past it, `GET /v1/events` answers 503 with `Retry-After`.
     let capacity: Int
     /// Seconds between heartbeats on an idle stream.
     let heartbeatSeconds: Int
 
-    init(capacity: Int, heartbeatSeconds: Int) {
+    init(capacity: Int, heartbeatSeconds: Int, wake: Wakeup, suspended: SuspendedConnections) {
         self.capacity = capacity
         self.heartbeatSeconds = max(heartbeatSeconds, 1)
-        let thread = Thread { [self] in self.notifierLoop() }
-        thread.name = "http-sse-notifier"
-        thread.start()
+        self.wakeNotifier = wake
+        self.suspended = suspended
+    }
+
+    /// Starts the notifier thread.
+    func start() throws(SystemError) {
+        let thread = try PosixThread(name: "http-sse-notify") { [self] in self.notifierLoop() }
+        self.thread.withLock { $0 = thread }
     }
 
     /// Streams open now.
@@ -141,12 +147,14 @@ final class EventStreams: Sendable {
             state.watchers[ObjectIdentifier(watcher)] = watcher
             return true
         }
+        if added { self.suspended.enter() }
         return added ? watcher : nil
     }
 
     /// The stream's response was destroyed (the peer went away or the stream ended).
     func closed(_ watcher: Watcher) {
-        self.state.withLock { _ = $0.watchers.removeValue(forKey: ObjectIdentifier(watcher)) }
+        let removed = self.state.withLock { $0.watchers.removeValue(forKey: ObjectIdentifier(watcher)) != nil }
+        if removed { self.suspended.leave() }
     }
 
     /// The registry changed. Called on the epmd loop's thread, so it only flags the change and wakes
@@ -163,7 +171,9 @@ final class EventStreams: Sendable {
         if wake { self.wakeNotifier.signal() }
     }
 
-    /// Ends every stream (before `MHD_stop_daemon`, which must not find suspended connections).
+    /// Ends every stream and refuses new ones, and ends the notifier thread (before `MHD_stop_daemon`,
+    /// which must not find suspended connections). Each stream is resumed with nothing left to send, so
+    /// its reader ends it; the caller waits for their completions (`SuspendedConnections`). Idempotent.
     func stop() {
         let all = self.state.withLock { state -> [Watcher] in
             state.stopped = true
@@ -171,7 +181,11 @@ final class EventStreams: Sendable {
         }
         for watcher in all { watcher.wake(close: true) }
         self.wakeNotifier.signal()
-        _ = self.finished.wait(timeout: .now() + 2)
+        let thread = self.thread.withLock { thread -> PosixThread? in
+            defer { thread = nil }
+            return thread
+        }
+        thread?.join()
     }
 
     /// Wakes every stream after a change; sends heartbeats to every stream each `heartbeatSeconds`;
@@ -180,22 +194,22 @@ final class EventStreams: Sendable {
     /// ends the stream, so a closed watcher frees its slot within about a second, not at the next
     /// heartbeat.
     private func notifierLoop() {
-        let interval = UInt64(self.heartbeatSeconds) * 1_000_000_000
+        let interval = UInt64(truncatingIfNeeded: self.heartbeatSeconds) * 1_000_000_000
         let second: UInt64 = 1_000_000_000
-        var nextHeartbeat = MicroHTTPDServer.monotonicNanoseconds() + interval
-        var nextHangUpCheck = MicroHTTPDServer.monotonicNanoseconds() + second
+        var nextHeartbeat = System.monotonicNanoseconds() + interval
+        var nextHangUpCheck = System.monotonicNanoseconds() + second
         while true {
-            let now = MicroHTTPDServer.monotonicNanoseconds()
+            let now = System.monotonicNanoseconds()
             let next = min(nextHeartbeat, nextHangUpCheck)
             if now < next {
-                _ = self.wakeNotifier.wait(timeout: .now() + .nanoseconds(Int(next - now)))
+                self.wakeNotifier.wait(milliseconds: Int32(clamping: (next - now + 999_999) / 1_000_000))
             }
             let (watchers, changed, stopped) = self.state.withLock { state in
                 defer { state.changed = false }
                 return (Array(state.watchers.values), state.changed, state.stopped)
             }
             if stopped { break }
-            let after = MicroHTTPDServer.monotonicNanoseconds()
+            let after = System.monotonicNanoseconds()
             let heartbeat = after >= nextHeartbeat
             if heartbeat { nextHeartbeat = after + interval }
             if changed || heartbeat {
@@ -205,7 +219,6 @@ final class EventStreams: Sendable {
             }
             if after >= nextHangUpCheck { nextHangUpCheck = after + second }
         }
-        self.finished.signal()
     }
 
     /// Linux's POLLRDHUP (the peer shut down its writing side), which Glibc exports only under
@@ -221,7 +234,7 @@ final class EventStreams: Sendable {
             if let fd = watcher.suspendedDescriptor { polled.append((watcher, fd)) }
         }
         guard !polled.isEmpty else { return [] }
-        let hangUp = Self.pollReadHangUp | Int16(POLLHUP) | Int16(POLLERR)
+        let hangUp = Self.pollReadHangUp | Int16(truncatingIfNeeded: POLLHUP) | Int16(truncatingIfNeeded: POLLERR)
         var fds = polled.map { pollfd(fd: $0.fd, events: Self.pollReadHangUp, revents: 0) }
         let ready = fds.withUnsafeMutableBufferPointer { buffer in
             poll(buffer.baseAddress, nfds_t(buffer.count), 0)

@@ -1,13 +1,6 @@
 import CMicroHTTPD
-import Dispatch
-import Foundation
+import EPMDPosix
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Suspended long-poll requests (`GET /v1/nodes?index=N&wait=S`). Each is resumed when the registry
 /// generation passes its index, when its wait ends, or at shutdown. A timer thread sleeps until the
@@ -27,25 +20,28 @@ final class LongPollWaiters: Sendable {
     }
 
     private let state = Mutex(State())
-    private let wake = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private let wake: Wakeup
+    private let thread = Mutex<PosixThread?>(nil)
 
     /// The most waiters at once; past it, requests are answered at once instead of waiting.
     let capacity: Int
 
-    init(capacity: Int) {
+    init(capacity: Int, wake: Wakeup) {
         self.capacity = capacity
-        let thread = Thread { [self] in self.timerLoop() }
-        thread.name = "http-long-poll"
-        thread.start()
+        self.wake = wake
+    }
+
+    /// Starts the timer thread.
+    func start() throws(SystemError) {
+        let thread = try PosixThread(name: "http-long-poll") { [self] in self.timerLoop() }
+        self.thread.withLock { $0 = thread }
     }
 
     /// Registers a connection the caller has just suspended. If the generation already passed
-    /// `index` (a change raced the suspend), it is resumed at once.
-    /// - Returns: false when full or stopped (the caller must not leave it suspended: it is resumed).
+    /// `index` (a change raced the suspend), the waiters are full, or shutdown began, it is resumed at once.
     func add(connection: OpaquePointer, index: UInt64, seconds: Int) {
         let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection)))
-        let deadline = Self.now() + UInt64(seconds) * 1_000_000_000
+        let deadline = System.monotonicNanoseconds() + UInt64(clamping: seconds) * 1_000_000_000
         let resumeNow = self.state.withLock { state -> Bool in
             if state.stopped || state.generation > index || state.waiters.count >= self.capacity { return true }
             state.waiters.append(Waiter(connection: address, index: index, deadline: deadline))
@@ -69,7 +65,8 @@ final class LongPollWaiters: Sendable {
         Self.resume(ready)
     }
 
-    /// Resumes everyone and stops the timer thread (before `MHD_stop_daemon`).
+    /// Resumes every waiter, refuses new ones and ends the timer thread (before `MHD_stop_daemon`).
+    /// Idempotent.
     func stop() {
         let all = self.state.withLock { state -> [UInt] in
             state.stopped = true
@@ -78,13 +75,17 @@ final class LongPollWaiters: Sendable {
         }
         Self.resume(all)
         self.wake.signal()
-        _ = self.finished.wait(timeout: .now() + 2)
+        let thread = self.thread.withLock { thread -> PosixThread? in
+            defer { thread = nil }
+            return thread
+        }
+        thread?.join()
     }
 
     private func timerLoop() {
         while true {
             let (expired, next, stopped) = self.state.withLock { state -> ([UInt], UInt64?, Bool) in
-                let now = Self.now()
+                let now = System.monotonicNanoseconds()
                 let expired = state.waiters.filter { $0.deadline <= now }.map(\.connection)
                 state.waiters.removeAll { $0.deadline <= now }
                 return (expired, state.waiters.map(\.deadline).min(), state.stopped)
@@ -92,15 +93,13 @@ final class LongPollWaiters: Sendable {
             Self.resume(expired)
             if stopped { break }
             if let next {
-                let now = Self.now()
-                _ = self.wake.wait(
-                    timeout: .now() + .nanoseconds(Int(min(next > now ? next - now : 0, 60_000_000_000)))
-                )
+                let now = System.monotonicNanoseconds()
+                let nanoseconds = min(next > now ? next - now : 0, 60_000_000_000)
+                self.wake.wait(milliseconds: Int32(clamping: (nanoseconds + 999_999) / 1_000_000))
             } else {
-                self.wake.wait()
+                self.wake.wait(milliseconds: -1)
             }
         }
-        self.finished.signal()
     }
 
     private static func resume(_ connections: [UInt]) {
@@ -108,6 +107,4 @@ final class LongPollWaiters: Sendable {
             if let connection = OpaquePointer(bitPattern: address) { MHD_resume_connection(connection) }
         }
     }
-
-    private static func now() -> UInt64 { MicroHTTPDServer.monotonicNanoseconds() }
 }

@@ -1,4 +1,7 @@
 import CMicroHTTPD
+import EPMDPosix
+import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -31,44 +34,82 @@ enum MicroHTTPDCallbacks {
         let request = HTTPRequest(
             method: String(cString: method),
             path: String(cString: url),
-            query: Self.values(connection, kind: .GET_ARGUMENT_KIND, lowercased: false),
-            headers: Self.headers(connection)
+            values: ConnectionValues(connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))))
         )
-        if let source = context.events, let start = source.eventStreamStart(for: request) {
+        // Asked in place (no copy of the source existential on every request).
+        if let start = context.events?.eventStreamStart(for: request), let source = context.events {
             return Self.openStream(connection, start: start, source: source, context: context)
         }
-        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker), let wait = context.longPoll(request) {
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker),
+            !context.stopping.load(ordering: .acquiring), let wait = context.longPoll(request)
+        {
+            // Counted until `completed` sees the marker: shutdown waits for it.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.waitedMarker)
+            context.suspended.enter()
             MHD_suspend_connection(connection)
             context.waiters.add(connection: connection, index: wait.index, seconds: wait.seconds)
             return .YES
         }
-        let started = context.observer == nil ? 0 : MicroHTTPDServer.monotonicNanoseconds()
+        let started = context.observer == nil ? 0 : System.monotonicNanoseconds()
         return Self.queue(context.handler(request), on: connection, context: context, started: started)
     }
 
-    /// Copies a response into libmicrohttpd and queues it; tells the observer.
+    /// Queues a response and tells the observer. A shared body is served by its libmicrohttpd response
+    /// object, made once (`RESPMEM_MUST_COPY`: libmicrohttpd owns its copy and frees it with the object,
+    /// once the cache dropped it and no connection sends it any more); any other body is copied.
     private static func queue(
         _ response: HTTPResponse,
         on connection: OpaquePointer,
         context: CallbackContext,
         started: UInt64
     ) -> MHD_Result {
-        var body = response.body
+        let queued: MHD_Result
+        if let shared = response.shared {
+            let attachment = shared.attachment { Self.persistentResponse(shared, context: context) }
+            guard let attachment, let native = OpaquePointer(bitPattern: attachment.address) else { return .NO }
+            queued = MHD_queue_response(connection, UInt32(clamping: response.status), native)
+        } else {
+            guard let created = Self.makeResponse(response.body, headers: response.headers, context: context) else {
+                return .NO
+            }
+            queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
+            MHD_destroy_response(created)
+        }
+        if let observer = context.observer {
+            let elapsed = started == 0 ? 0 : System.monotonicNanoseconds() &- started
+            observer(response.route, response.status, RequestNumber.seconds(nanoseconds: elapsed))
+        }
+        return queued
+    }
+
+    /// A libmicrohttpd response with a copy of `body` and `headers`; nil (logged) when it cannot be made.
+    private static func makeResponse(
+        _ body: [UInt8],
+        headers: [(name: String, value: String)],
+        context: CallbackContext
+    ) -> OpaquePointer? {
+        var body = body
         let created = body.withUnsafeMutableBytes { raw in
             MHD_create_response_from_buffer(raw.count, raw.baseAddress, .RESPMEM_MUST_COPY)
         }
-        guard let created else { return .NO }
-        defer { MHD_destroy_response(created) }
-        for header in response.headers {
+        guard let created else {
+            context.logger.error("libmicrohttpd could not create a response", metadata: ["bytes": "\(body.count)"])
+            return nil
+        }
+        for header in headers {
             _ = MHD_add_response_header(created, header.name, header.value)
         }
-        let queued = MHD_queue_response(connection, UInt32(clamping: response.status), created)
-        if let observer = context.observer {
-            let elapsed = started == 0 ? 0 : MicroHTTPDServer.monotonicNanoseconds() &- started
-            observer(response.route, response.status, Double(elapsed) / 1e9)
+        return created
+    }
+
+    /// The response object kept with a shared body; destroyed (one reference less) when the body goes.
+    private static func persistentResponse(_ shared: SharedBody, context: CallbackContext) -> NativeAttachment? {
+        guard let created = Self.makeResponse(shared.bytes, headers: shared.headers, context: context) else {
+            return nil
         }
-        return queued
+        return NativeAttachment(address: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(created)))) { address in
+            if let response = OpaquePointer(bitPattern: address) { MHD_destroy_response(response) }
+        }
     }
 
     /// Starts a `/v1/events` stream, or answers 503 with `Retry-After` when the watcher cap is reached.
@@ -78,15 +119,13 @@ enum MicroHTTPDCallbacks {
         source: any EventStreamSource,
         context: CallbackContext
     ) -> MHD_Result {
-        let route = "/v1/events"
+        let route = source.streamRoute
         guard let watcher = context.streams.open(connection: connection, start: start, source: source) else {
-            var refusal = HTTPRouter.problem(
-                503,
-                "Service Unavailable",
-                "Too many event watchers (at most \(context.streams.capacity)); retry later."
+            context.logger.warning(
+                "event watcher refused: too many watchers",
+                metadata: ["capacity": "\(context.streams.capacity)"]
             )
-            refusal.headers.append(("Retry-After", "5"))
-            refusal.route = route
+            let refusal = source.refusal(capacity: context.streams.capacity)
             return Self.queue(refusal, on: connection, context: context, started: 0)
         }
         let cls = Unmanaged.passRetained(watcher).toOpaque()
@@ -101,6 +140,7 @@ enum MicroHTTPDCallbacks {
         else {
             Unmanaged<EventStreams.Watcher>.fromOpaque(cls).release()
             context.streams.closed(watcher)
+            context.logger.error("libmicrohttpd could not create an event-stream response")
             return .NO
         }
         defer { MHD_destroy_response(response) }
@@ -111,42 +151,38 @@ enum MicroHTTPDCallbacks {
         return MHD_queue_response(connection, 200, response)
     }
 
-    /// Nothing to free: requests carry no allocated state.
-    static let completed: MHD_RequestCompletedCallback = { _, _, state, _ in
-        state?.pointee = nil
+    /// Requests carry no allocated state; a long-poll that was suspended leaves the count shutdown waits on.
+    static let completed: MHD_RequestCompletedCallback = { cls, _, state, _ in
+        guard let state else { return }
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.waitedMarker), let cls {
+            Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue().suspended.leave()
+        }
+        state.pointee = nil
     }
+}
 
-    /// The request headers the router reads, looked up one by one (cheaper than copying them all).
-    static let routedHeaders = ["if-none-match", "last-event-id", "accept"]
+/// A request's query arguments and headers, looked up in libmicrohttpd's buffers by name when a handler
+/// asks (`MHD_lookup_connection_value_n`): nothing is copied for what no handler reads. Valid only
+/// during the access callback that made it (the connection's buffers are libmicrohttpd's).
+struct ConnectionValues: HTTPRequestValues {
+    /// The `MHD_Connection`, as an address.
+    let connection: UInt
 
-    private static func headers(_ connection: OpaquePointer) -> [String: String] {
-        var headers: [String: String] = [:]
-        for name in self.routedHeaders {
-            if let value = MHD_lookup_connection_value(connection, .HEADER_KIND, name) {
-                headers[name] = String(cString: value)
-            }
-        }
-        return headers
-    }
+    func argument(_ name: String) -> String? { self.lookup(.GET_ARGUMENT_KIND, name) }
 
-    /// Collects query arguments or headers into a dictionary.
-    private static func values(_ connection: OpaquePointer, kind: MHD_ValueKind, lowercased: Bool) -> [String: String] {
-        final class Box {
-            var values: [String: String] = [:]
-            var lowercased = false
+    func header(_ name: String) -> String? { self.lookup(.HEADER_KIND, name) }
+
+    private func lookup(_ kind: MHD_ValueKind, _ name: String) -> String? {
+        guard let connection = OpaquePointer(bitPattern: self.connection) else { return nil }
+        var value: UnsafePointer<CChar>?
+        var size = 0
+        let found = name.withCString { key in
+            MHD_lookup_connection_value_n(connection, kind, key, name.utf8.count, &value, &size)
         }
-        let box = Box()
-        box.lowercased = lowercased
-        let iterator: MHD_KeyValueIterator = { cls, _, key, value in
-            guard let cls, let key else { return .YES }
-            let box = Unmanaged<Box>.fromOpaque(cls).takeUnretainedValue()
-            let name = String(cString: key)
-            box.values[box.lowercased ? name.lowercased() : name] = value.map { String(cString: $0) } ?? ""
-            return .YES
+        guard found == .YES else { return nil }
+        guard let value else { return "" }
+        return value.withMemoryRebound(to: UInt8.self, capacity: size) { bytes in
+            String(decoding: UnsafeBufferPointer(start: bytes, count: size), as: UTF8.self)
         }
-        withExtendedLifetime(box) {
-            _ = MHD_get_connection_values(connection, kind, iterator, Unmanaged.passUnretained(box).toOpaque())
-        }
-        return box.values
     }
 }

@@ -1,4 +1,6 @@
 import CMicroHTTPD
+import EPMDPosix
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -55,96 +57,136 @@ public final class MicroHTTPDServer: Sendable {
         }
     }
 
-    let handler: @Sendable (HTTPRequest) -> HTTPResponse
-    /// The daemon handle as an address (OpaquePointer is not Sendable); 0 once stopped.
-    private let daemon = Mutex<UInt>(0)
-    /// The bound port, once started.
-    public let port: UInt16
+    /// Where the daemon is in its life.
+    private enum Phase {
+        /// Configured, not listening yet.
+        case configured
+        /// Listening: the daemon handle as an address (OpaquePointer is not Sendable) and the bound port.
+        case running(daemon: UInt, port: UInt16)
+        /// Stopped (or its start failed); it cannot start again.
+        case stopped
+    }
 
-    /// Starts the daemon.
+    private let configuration: Configuration
+    private let logger: Logger
+    private let context: CallbackContext
+    private let phase = Mutex(Phase.configured)
+
+    /// Configures the daemon; ``start()`` binds and starts its threads.
     /// - Parameters:
     ///   - configuration: address, port, threads and limits.
-    ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
+    ///   - logger: where the daemon's start, stop and refusals are logged.
+    ///   - longPoll: whether a request should wait (suspended) before it is answered, and how long.
+    ///   - events: the source of `/v1/events` streams (nil: no streaming).
     ///   - observer: told the route, status and seconds of every answered request (for metrics);
     ///     called on libmicrohttpd's threads, so it must be quick.
-    /// - Throws: `MicroHTTPDError` if the address does not parse or the daemon cannot start (port in use).
+    ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
     public init(
         configuration: Configuration,
+        logger: Logger,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
         events: (any EventStreamSource)? = nil,
         observer: (@Sendable (_ route: String, _ status: Int, _ seconds: Double) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
-    ) throws(MicroHTTPDError) {
-        self.handler = handler
-        let waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1))
-        let streams = EventStreams(
-            capacity: max(min(configuration.maxWatchers, configuration.connectionLimit - 1), 0),
-            heartbeatSeconds: configuration.heartbeatSeconds
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.context = CallbackContext(
+            handler: handler,
+            longPoll: longPoll,
+            events: events,
+            observer: observer,
+            logger: logger,
+            configuration: configuration
         )
+    }
+
+    /// Binds the address and starts libmicrohttpd's threads and the helper threads (long-poll timer,
+    /// event-stream notifier).
+    /// - Throws: `MicroHTTPDError` if the address does not parse, a thread cannot start, the daemon cannot
+    ///   start (port in use), or the server was started before.
+    public func start() throws(MicroHTTPDError) {
+        let configuration = self.configuration
+        let fresh = self.phase.withLock { phase -> Bool in
+            guard case .configured = phase else { return false }
+            phase = .stopped
+            return true
+        }
+        guard fresh else { throw MicroHTTPDError(message: "the HTTP daemon was started before") }
         var storage = sockaddr_storage()
         guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
             throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
         }
-        let isIPv6 = Int32(storage.ss_family) == AF_INET6
+        do {
+            for wakeup in self.context.wakeups { try wakeup.open() }
+            try self.context.waiters.start()
+            try self.context.streams.start()
+        } catch {
+            self.context.waiters.stop()
+            self.context.streams.stop()
+            throw MicroHTTPDError(message: "cannot start the HTTP front's threads: \(error)")
+        }
+        let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
         var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
-        let context = Unmanaged.passRetained(
-            CallbackContext(
-                handler: handler,
-                longPoll: longPoll,
-                events: events,
-                observer: observer,
-                waiters: waiters,
-                streams: streams
-            )
-        )
+        let context = Unmanaged.passRetained(self.context).toOpaque()
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 cmhd_start(
                     flags,
                     configuration.port,
                     address,
-                    UInt32(max(configuration.threads, 1)),
-                    UInt32(max(configuration.connectionLimit, 1)),
-                    UInt32(max(configuration.connectionTimeout, 1)),
+                    UInt32(clamping: max(configuration.threads, 1)),
+                    UInt32(clamping: max(configuration.connectionLimit, 1)),
+                    UInt32(clamping: max(configuration.connectionTimeout, 1)),
                     MicroHTTPDCallbacks.access,
-                    context.toOpaque(),
+                    context,
                     MicroHTTPDCallbacks.completed,
-                    nil
+                    context
                 )
             }
         }
         guard let started else {
-            waiters.stop()
-            streams.stop()
-            context.release()
             let reason = String(cString: strerror(errno))
+            self.context.waiters.stop()
+            self.context.streams.stop()
+            Unmanaged<CallbackContext>.fromOpaque(context).release()
             throw MicroHTTPDError(
                 message: "cannot listen for HTTP on \(configuration.address) port \(configuration.port): \(reason)"
             )
         }
+        let port = cmhd_bound_port(started)
         let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(started)))
-        self.daemon.withLock { $0 = address }
-        self.port = cmhd_bound_port(started)
-        self.context = context
-        self.waiters = waiters
-        self.streams = streams
+        self.phase.withLock { $0 = .running(daemon: address, port: port) }
+        self.logger.info(
+            "HTTP daemon started",
+            metadata: [
+                "address": "\(configuration.address)", "port": "\(port)", "threads": "\(configuration.threads)",
+            ]
+        )
     }
 
-    private let context: Unmanaged<CallbackContext>
-    private let waiters: LongPollWaiters
-    private let streams: EventStreams
+    /// The bound port while running (0 before ``start()`` and after ``stop()``).
+    public var port: UInt16 {
+        self.phase.withLock { phase in
+            if case .running(_, let port) = phase { return port }
+            return 0
+        }
+    }
 
     /// Tells waiting long-poll requests and event streams that the registry reached `generation`;
     /// safe from any thread.
     public func generationChanged(_ generation: UInt64) {
-        self.waiters.generationChanged(generation)
-        self.streams.changed()
+        self.context.waiters.generationChanged(generation)
+        self.context.streams.changed()
     }
 
     /// `/v1/events` streams open now.
-    public var eventWatchers: Int { self.streams.count }
+    public var eventWatchers: Int { self.context.streams.count }
+
+    /// Connections suspended now (long-polls waiting, event streams open), counted until each completes.
+    public var suspendedConnections: Int { self.context.suspended.current }
 
     /// The linked libmicrohttpd's version, e.g. `0.9.75`.
     public static var libraryVersion: String {
@@ -152,30 +194,42 @@ public final class MicroHTTPDServer: Sendable {
         return String(cString: text)
     }
 
-    /// Stops the daemon and waits for its threads; idempotent. Never call from inside a handler.
+    /// The longest ``stop()`` waits for suspended connections to complete before it stops the daemon
+    /// anyway (a safety net: each completes as soon as libmicrohttpd's thread takes it back).
+    static let drainLimitMilliseconds = 5000
+
+    /// Stops the daemon deterministically; idempotent. Refuses new long-polls and streams, resumes
+    /// every suspended connection (long-polls are answered, streams end), waits until each one has
+    /// completed (counted by the completion callbacks), then stops libmicrohttpd and joins its threads.
+    /// Never call from inside a handler.
     public func stop() {
-        let address = self.daemon.withLock { value -> UInt in
-            defer { value = 0 }
-            return value
+        let running = self.phase.withLock { phase -> (daemon: UInt, port: UInt16)? in
+            defer { phase = .stopped }
+            if case .running(let daemon, let port) = phase { return (daemon, port) }
+            return nil
         }
-        guard let daemon = OpaquePointer(bitPattern: address) else { return }
-        // Suspended connections must be resumed before the daemon stops (libmicrohttpd's rule);
-        // give its threads a moment to take them back.
-        self.waiters.stop()
-        self.streams.stop()
-        usleep(50_000)
+        guard let running, let daemon = OpaquePointer(bitPattern: running.daemon) else {
+            // Never started (or started and failed): the helper threads, if any, end too.
+            self.context.waiters.stop()
+            self.context.streams.stop()
+            return
+        }
+        self.context.stopping.store(true, ordering: .releasing)
+        self.context.waiters.stop()
+        self.context.streams.stop()
+        let left = self.context.suspended.waitUntilDrained(milliseconds: Self.drainLimitMilliseconds)
+        if left > 0 {
+            self.logger.warning(
+                "HTTP daemon stops with suspended connections not completed",
+                metadata: ["connections": "\(left)"]
+            )
+        }
         MHD_stop_daemon(daemon)
-        self.context.release()
+        Unmanaged.passUnretained(self.context).release()
+        self.logger.info("HTTP daemon stopped", metadata: ["port": "\(running.port)"])
     }
 
     deinit { self.stop() }
-
-    /// CLOCK_MONOTONIC in nanoseconds.
-    static func monotonicNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
 
     private static func fill(_ storage: inout sockaddr_storage, address: String, port: UInt16) -> Bool {
         var v6 = in6_addr()
@@ -204,28 +258,43 @@ public final class MicroHTTPDServer: Sendable {
     }
 }
 
-/// What the C callbacks get as their context pointer.
+/// What the C callbacks get as their context pointer: the closures, the helper objects, and the
+/// shutdown flag.
 final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
     let events: (any EventStreamSource)?
     let observer: (@Sendable (String, Int, Double) -> Void)?
+    let logger: Logger
+    let suspended: SuspendedConnections
     let waiters: LongPollWaiters
     let streams: EventStreams
+    /// The eventfds the helpers sleep on, made by `start`.
+    let wakeups: [Wakeup]
+    /// Set by `stop`: no request is suspended any more.
+    let stopping = Atomic<Bool>(false)
 
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
         events: (any EventStreamSource)?,
         observer: (@Sendable (String, Int, Double) -> Void)?,
-        waiters: LongPollWaiters,
-        streams: EventStreams
+        logger: Logger,
+        configuration: MicroHTTPDServer.Configuration
     ) {
         self.handler = handler
         self.longPoll = longPoll
         self.events = events
         self.observer = observer
-        self.waiters = waiters
-        self.streams = streams
+        self.logger = logger
+        self.wakeups = [Wakeup(), Wakeup(), Wakeup()]
+        self.suspended = SuspendedConnections(changed: self.wakeups[0])
+        self.waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1), wake: self.wakeups[1])
+        self.streams = EventStreams(
+            capacity: max(min(configuration.maxWatchers, configuration.connectionLimit - 1), 0),
+            heartbeatSeconds: configuration.heartbeatSeconds,
+            wake: self.wakeups[2],
+            suspended: self.suspended
+        )
     }
 }
