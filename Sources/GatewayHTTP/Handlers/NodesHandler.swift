@@ -45,15 +45,11 @@ struct NodesHandler: Sendable {
             guard let type = HTTPRequest.percentDecode(raw) else {
                 return .problem(400, "Bad Request", "type is not valid percent-encoded UTF-8.")
             }
-            switch type {
-            case "normal": selected = all.filter { $0.request.nodeType == 77 }
-            case "hidden": selected = all.filter { $0.request.nodeType == 72 }
-            default:
-                guard let code = RequestNumber.typeCode(type.utf8) else {
-                    return .problem(400, "Bad Request", "type must be normal, hidden or a type code (0-255).")
-                }
-                selected = all.filter { $0.request.nodeType == code }
+            guard let wanted = NodeType(label: type) ?? RequestNumber.typeCode(type.utf8).map(NodeType.init(code:))
+            else {
+                return .problem(400, "Bad Request", "type must be normal, hidden or a type code (0-255).")
             }
+            selected = all.filter { $0.request.type == wanted }
         }
         if request.header("if-none-match") == etag {
             return HTTPResponse(status: 304, headers: [("ETag", etag)])

@@ -170,13 +170,11 @@ struct JSONWriter {
         self.string(node.name)
         self.raw(",\"port\":")
         self.number(request.port)
-        switch request.nodeType {
-        case 77: self.raw(",\"type\":\"normal\"")
-        case 72: self.raw(",\"type\":\"hidden\"")
-        default: self.raw(",\"type\":\"other\"")
-        }
+        let type = request.type
+        self.raw(",\"type\":")
+        self.string(type.label)
         self.raw(",\"typeCode\":")
-        self.number(request.nodeType)
+        self.number(type.code)
         self.raw(",\"protocol\":")
         self.number(request.nodeProtocol)
         self.raw(",\"highestVersion\":")
