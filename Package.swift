@@ -22,6 +22,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Already in the graph (swift-prometheus uses it): GatewayMetrics takes its inlinable lazy
+        // reference for the HTTP series (one atomic load per request).
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
     ],
     targets: [
         // MARK: - Targets
@@ -74,6 +77,7 @@ let package = Package(
             name: "GatewayMetrics",
             dependencies: [
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 "EPMDPosix",
                 "EPMDServer",

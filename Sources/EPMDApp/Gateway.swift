@@ -230,7 +230,7 @@ public final class Gateway: Sendable {
                 logger: self.logger,
                 longPoll: { router.longPollWait(for: $0) },
                 events: router,
-                observer: { metrics.http.httpRequest(route: $0, status: $1, seconds: $2) },
+                observer: { metrics.http.httpRequest(routeIndex: $0, status: $1, seconds: $2) },
                 handler: { router.respond(to: $0) }
             )
             try http.start()

@@ -18,8 +18,9 @@ public protocol EventStreamSource: Sendable {
     var streamPreamble: [UInt8] { get }
     /// What an idle stream sends every heartbeat interval (a comment line).
     var heartbeat: [UInt8] { get }
-    /// The metric label of a request that opened a stream.
-    var streamRoute: String { get }
+    /// The route of a request that opened a stream, as the index the observer is told (see
+    /// `MicroHTTPDServer`'s `observer`).
+    var streamRouteIndex: Int { get }
     /// The answer when `capacity` streams are open already.
     func refusal(capacity: Int) -> HTTPResponse
 }

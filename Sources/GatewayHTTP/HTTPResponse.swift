@@ -7,9 +7,16 @@ public struct HTTPResponse: Equatable, Sendable {
     private var ownBody: [UInt8]
     /// The shared body and headers, when this response serves a cached rendering unchanged.
     private(set) var shared: SharedBody?
+    /// The route that answered. Set by the router.
+    public var matched = HTTPRoute.other
+
     /// The route template that answered (`/v1/nodes/{name}`, never the raw path): the `route` label
-    /// of the HTTP metrics. Set by the router.
-    public var route = "other"
+    /// of the HTTP metrics.
+    public var route: String { self.matched.label }
+
+    /// ``matched`` as an index (its `rawValue`): what the daemon tells its observer, without knowing
+    /// the routes.
+    var routeIndex: Int { self.matched.rawValue }
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status

@@ -1,6 +1,10 @@
 /// Every route of the HTTP API, in one place: what dispatches a request (``match(_:)``) also names the
 /// bounded `route` label of the HTTP metrics (``label``), so the two can never disagree.
-public enum HTTPRoute: CaseIterable, Sendable {
+///
+/// A route's `rawValue` is its index in `allCases` (declaration order, from 0): the daemon reports a
+/// response's route to its observer as that index, and the metrics find the route's series by it in
+/// the label list they were given (`HTTPRoute.allCases.map(\.label)`), without hashing a string.
+public enum HTTPRoute: Int, CaseIterable, Sendable {
     case statusPage
     case livez
     case readyz

@@ -50,7 +50,7 @@ public struct HTTPRouter: Sendable {
             return .problem(400, "Bad Request", "The path is not valid percent-encoded UTF-8.")
         }
         var response = self.dispatch(route, name: name, request)
-        response.route = route.label
+        response.matched = route
         return response
     }
 
@@ -103,7 +103,7 @@ extension HTTPRouter: EventStreamSource {
 
     public var heartbeat: [UInt8] { ServerSentEvents.heartbeat }
 
-    public var streamRoute: String { HTTPRoute.events.label }
+    public var streamRouteIndex: Int { HTTPRoute.events.rawValue }
 
     public func refusal(capacity: Int) -> HTTPResponse {
         var refusal = HTTPResponse.problem(
@@ -112,7 +112,7 @@ extension HTTPRouter: EventStreamSource {
             "Too many event watchers (at most \(capacity)); retry later."
         )
         refusal.headers.append(("Retry-After", "5"))
-        refusal.route = HTTPRoute.events.label
+        refusal.matched = .events
         return refusal
     }
 }

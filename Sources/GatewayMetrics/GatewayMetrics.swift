@@ -13,8 +13,8 @@ import Synchronization
 /// - ``process``: the `process_*` facts, read at scrape time.
 ///
 /// Every handle is made once, in `init`. The exceptions are the HTTP series, made on first use
-/// and cached per (route, status code), both from bounded sets, and an unexpected request/result
-/// pair, cached the same way. What is a state rather than an event (nodes by type, open
+/// (so only counted series appear) in a (route, status code) table made at init and read by index,
+/// both from bounded sets, and an unexpected request/result pair, cached per pair. What is a state rather than an event (nodes by type, open
 /// connections, the generation, the `process_*` facts) is read at scrape time by
 /// ``exposition(registry:openConnections:eventWatchers:)``.
 ///
@@ -43,8 +43,9 @@ public final class GatewayMetrics: Sendable {
     /// Makes every handle.
     /// - Parameters:
     ///   - build: the labels of `epmd_gateway_build_info`.
-    ///   - httpRoutes: the route templates the HTTP front reports (`HTTPRouter.routes`); any other
-    ///     route string is counted as `other`, so the `route` label stays bounded.
+    ///   - httpRoutes: the route templates the HTTP front reports, in the order of the indexes it
+    ///     reports them by (`HTTPRoute.allCases.map(\.label)`); any other route is counted as `other`,
+    ///     so the `route` label stays bounded.
     ///   - nodeInfo: write one `epmd_node_info{name,port,type} 1` series per registered node.
     ///   - logger: where the metrics log (an unexpected label value, a `/proc` read that failed).
     public init(build: BuildInfo, httpRoutes: [String], nodeInfo: Bool = false, logger: Logger) {

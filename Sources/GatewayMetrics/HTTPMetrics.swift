@@ -1,30 +1,70 @@
+import Atomics
 import Logging
 import Prometheus
 import Synchronization
 
-/// The HTTP front's metrics: one observation per answered request (``httpRequest(route:status:seconds:)``,
+/// The HTTP front's metrics: one observation per answered request (``httpRequest(routeIndex:status:seconds:)``,
 /// on libmicrohttpd's threads), whether the front listens, and the event watchers read at scrape time.
 ///
 /// Families: `http_requests_total{route,code}`, `http_request_duration_seconds{route}`,
-/// `epmd_gateway_http_up`, `epmd_event_watchers`. The HTTP series are made on first use and cached
-/// per (route, status code), both from bounded sets.
+/// `epmd_gateway_http_up`, `epmd_event_watchers`. The HTTP series are made on first use, both label
+/// values from bounded sets. A request finds its series by array index: the route's index in the label
+/// list given at init, and a slot for each status code the API answers (``slotCodes``), in a table made
+/// at init whose entries are filled once (one atomic load per request; no hashing, no lock, no
+/// allocation). A code without a slot (in 100...599, rare) goes through a cache keyed by label.
 public final class HTTPMetrics: Sendable {
-    private let routes: Set<String>
-    private let handles: HandleCache<HTTPKey, HTTPHandles>
+    /// The route labels, by index; the last is `other` when the list given at init had none.
+    private let labels: [String]
+    private let routeIndex: [String: Int]
+    /// The index of the `other` route: an unknown route (or index) is counted there.
+    private let otherRoute: Int
+    /// `labels.count` rows of `slotsPerRoute` entries: the series of (route, code slot).
+    private let table: [HTTPSeries]
+    private let unusualCodes: HandleCache<HTTPKey, HTTPHandles>
     private let up: Gauge
     private let eventWatchers: Gauge
     private let eventWatcherSource = Mutex<(@Sendable () -> Int)?>(nil)
     private let logger: Logger
 
+    /// The status codes with a slot of their own: every code the API and the daemon answer with.
+    static let slotCodes = [200, 304, 400, 404, 405, 406, 414, 431, 500, 503]
+    /// The slot of codes outside 100...599, labeled `other`.
+    private static let otherCodeSlot = slotCodes.count
+    private static let slotsPerRoute = slotCodes.count + 1
+
+    /// The slot of `status`: its own, the `other` slot for a code outside 100...599, or nil for a
+    /// valid code without a slot.
+    private static func slot(_ status: Int) -> Int? {
+        switch status {
+        case 200: 0
+        case 304: 1
+        case 400: 2
+        case 404: 3
+        case 405: 4
+        case 406: 5
+        case 414: 6
+        case 431: 7
+        case 500: 8
+        case 503: 9
+        case 100...599: nil
+        default: Self.otherCodeSlot
+        }
+    }
+
     /// Makes the front's handles in `collectors`.
     /// - Parameters:
     ///   - collectors: the registry the families live in.
-    ///   - routes: the route templates the front reports; any other is counted as `other`.
+    ///   - routes: the route templates the front reports, in the order of the indexes it reports
+    ///     (`HTTPRoute.allCases.map(\.label)`); any other is counted as `other`.
     ///   - logger: where a route this module was not told about is reported.
     init(collectors: PrometheusCollectorRegistry, routes: [String], logger: Logger) {
-        self.routes = Set(routes)
+        var labels = routes
+        if !labels.contains("other") { labels.append("other") }
+        self.labels = labels
+        self.routeIndex = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        self.otherRoute = self.routeIndex["other"] ?? labels.count - 1
         self.logger = logger
-        self.handles = HandleCache { key in
+        let make: @Sendable (HTTPKey) -> HTTPHandles = { key in
             HTTPHandles(
                 requests: collectors.makeCounter(
                     descriptor: GatewayMetrics.descriptor(
@@ -43,6 +83,11 @@ public final class HTTPMetrics: Sendable {
                 )
             )
         }
+        self.unusualCodes = HandleCache(make: make)
+        let codes = Self.slotCodes.map { String($0) } + ["other"]
+        self.table = labels.flatMap { route in
+            codes.map { HTTPSeries(key: HTTPKey(route: route, code: $0), make: make) }
+        }
         self.up = collectors.makeGauge(
             descriptor: GatewayMetrics.descriptor(
                 "epmd_gateway_http_up",
@@ -58,19 +103,31 @@ public final class HTTPMetrics: Sendable {
 
     /// Counts one answered HTTP request. Pass it as `MicroHTTPDServer`'s observer.
     /// - Parameters:
+    ///   - routeIndex: the route's index in the list given at init; one outside it is counted as `other`.
+    ///   - status: the status code; one outside 100...599 is counted as `other`.
+    ///   - seconds: the time the handler took.
+    public func httpRequest(routeIndex: Int, status: Int, seconds: Double) {
+        let route = self.labels.indices.contains(routeIndex) ? routeIndex : self.otherRoute
+        let handles: HTTPHandles
+        if let slot = Self.slot(status) {
+            handles = self.table[route * Self.slotsPerRoute + slot].handles
+        } else {
+            handles = self.unusualCodes.handle(for: HTTPKey(route: self.labels[route], code: String(status)))
+        }
+        handles.requests.increment()
+        handles.duration.record(GatewayMetrics.duration(seconds: seconds))
+    }
+
+    /// Counts one answered HTTP request by route template (a lookup by string: for callers without
+    /// the route's index).
+    /// - Parameters:
     ///   - route: the route template; one not given at init is counted as `other`.
     ///   - status: the status code; one outside 100...599 is counted as `other`.
     ///   - seconds: the time the handler took.
     public func httpRequest(route: String, status: Int, seconds: Double) {
-        let known = self.routes.contains(route)
-        if !known { self.logger.debug("metrics: route \(route) counted as other") }
-        let key = HTTPKey(
-            route: known ? route : "other",
-            code: (100...599).contains(status) ? String(status) : "other"
-        )
-        let handles = self.handles.handle(for: key)
-        handles.requests.increment()
-        handles.duration.record(GatewayMetrics.duration(seconds: seconds))
+        let index = self.routeIndex[route]
+        if index == nil { self.logger.debug("metrics: route \(route) counted as other") }
+        self.httpRequest(routeIndex: index ?? self.otherRoute, status: status, seconds: seconds)
     }
 
     /// Sets `epmd_gateway_http_up`: 1 once the HTTP front listens, 0 if its port could not be bound.
@@ -99,7 +156,7 @@ struct HTTPKey: Hashable, Sendable {
     var code: String
 }
 
-/// The two handles one HTTP request touches, found with one cache lookup.
+/// The two handles one HTTP request touches.
 final class HTTPHandles: Sendable {
     let requests: Counter
     let duration: DurationHistogram
@@ -107,5 +164,27 @@ final class HTTPHandles: Sendable {
     init(requests: Counter, duration: DurationHistogram) {
         self.requests = requests
         self.duration = duration
+    }
+}
+
+/// One entry of the (route, code slot) table: its handles, made on first use (so a series appears in
+/// the exposition only once counted) and read with one atomic load after that. (swift-atomics' lazy
+/// reference is inlined; the standard library's `AtomicLazyReference.load()` is an unspecialized call
+/// of some 600 instructions.)
+final class HTTPSeries: Sendable {
+    private let key: HTTPKey
+    private let make: @Sendable (HTTPKey) -> HTTPHandles
+    private let made = ManagedAtomicLazyReference<HTTPHandles>()
+
+    init(key: HTTPKey, make: @escaping @Sendable (HTTPKey) -> HTTPHandles) {
+        self.key = key
+        self.make = make
+    }
+
+    /// The handles, made now on first use. Two threads may both make them the first time: the
+    /// registry returns the same handles for the same labels, and the first stored is kept.
+    var handles: HTTPHandles {
+        if let handles = self.made.load() { return handles }
+        return self.made.storeIfNilThenLoad(self.make(self.key))
     }
 }

@@ -77,7 +77,7 @@ enum MicroHTTPDCallbacks {
         }
         if let observer = context.observer {
             let elapsed = started == 0 ? 0 : System.monotonicNanoseconds() &- started
-            observer(response.route, response.status, RequestNumber.seconds(nanoseconds: elapsed))
+            observer(response.routeIndex, response.status, RequestNumber.seconds(nanoseconds: elapsed))
         }
         return queued
     }
@@ -119,7 +119,7 @@ enum MicroHTTPDCallbacks {
         source: any EventStreamSource,
         context: CallbackContext
     ) -> MHD_Result {
-        let route = source.streamRoute
+        let route = source.streamRouteIndex
         guard let watcher = context.streams.open(connection: connection, start: start, source: source) else {
             context.logger.warning(
                 "event watcher refused: too many watchers",

@@ -78,15 +78,16 @@ public final class MicroHTTPDServer: Sendable {
     ///   - logger: where the daemon's start, stop and refusals are logged.
     ///   - longPoll: whether a request should wait (suspended) before it is answered, and how long.
     ///   - events: the source of `/v1/events` streams (nil: no streaming).
-    ///   - observer: told the route, status and seconds of every answered request (for metrics);
-    ///     called on libmicrohttpd's threads, so it must be quick.
+    ///   - observer: told the route (the response's `routeIndex`: an index into the route labels the
+    ///     observer knows, `HTTPRoute.allCases` for the gateway), status and seconds of every answered
+    ///     request (for metrics); called on libmicrohttpd's threads, so it must be quick.
     ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
     public init(
         configuration: Configuration,
         logger: Logger,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
         events: (any EventStreamSource)? = nil,
-        observer: (@Sendable (_ route: String, _ status: Int, _ seconds: Double) -> Void)? = nil,
+        observer: (@Sendable (_ routeIndex: Int, _ status: Int, _ seconds: Double) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) {
         self.configuration = configuration
@@ -264,7 +265,7 @@ final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
     let events: (any EventStreamSource)?
-    let observer: (@Sendable (String, Int, Double) -> Void)?
+    let observer: (@Sendable (Int, Int, Double) -> Void)?
     let logger: Logger
     let suspended: SuspendedConnections
     let waiters: LongPollWaiters
@@ -278,7 +279,7 @@ final class CallbackContext: Sendable {
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
         events: (any EventStreamSource)?,
-        observer: (@Sendable (String, Int, Double) -> Void)?,
+        observer: (@Sendable (Int, Int, Double) -> Void)?,
         logger: Logger,
         configuration: MicroHTTPDServer.Configuration
     ) {
