@@ -32,12 +32,12 @@ enum MicroHTTPDCallbacks {
         }
         let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
         let request = HTTPRequest(
-            method: String(cString: method),
+            method: Self.method(method),
             path: String(cString: url),
             values: ConnectionValues(connection: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection))))
         )
-        // Asked in place (no copy of the source existential on every request).
-        if let start = context.events?.eventStreamStart(for: request), let source = context.events {
+        // Asked through a closure: no copy of the source existential on every request.
+        if let streamStart = context.streamStart, let start = streamStart(request), let source = context.events {
             return Self.openStream(connection, start: start, source: source, context: context)
         }
         if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.seenMarker),
@@ -52,6 +52,23 @@ enum MicroHTTPDCallbacks {
         }
         let started = context.observer == nil ? 0 : System.monotonicNanoseconds()
         return Self.queue(context.handler(request), on: connection, context: context, started: started)
+    }
+
+    /// The method as a String: `GET` and `HEAD` (nearly every request) as constants, without decoding;
+    /// any other copied.
+    private static func method(_ method: UnsafePointer<CChar>) -> String {
+        method.withMemoryRebound(to: UInt8.self, capacity: 5) { bytes in
+            if bytes[0] == UInt8(ascii: "G") {
+                if bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "T") && bytes[3] == 0 { return "GET" }
+            } else if bytes[0] == UInt8(ascii: "H") {
+                if bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "A") && bytes[3] == UInt8(ascii: "D")
+                    && bytes[4] == 0
+                {
+                    return "HEAD"
+                }
+            }
+            return String(cString: bytes)
+        }
     }
 
     /// Queues a response and tells the observer. A shared body is served by its libmicrohttpd response

@@ -265,6 +265,9 @@ final class CallbackContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     let longPoll: @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?
     let events: (any EventStreamSource)?
+    /// `events`' `eventStreamStart(for:)`, asked of every request: a closure call costs a retain, a
+    /// copy of the existential several.
+    let streamStart: (@Sendable (HTTPRequest) -> EventStreamStart?)?
     let observer: (@Sendable (Int, Int, Double) -> Void)?
     let logger: Logger
     let suspended: SuspendedConnections
@@ -286,6 +289,11 @@ final class CallbackContext: Sendable {
         self.handler = handler
         self.longPoll = longPoll
         self.events = events
+        if let events {
+            self.streamStart = { @Sendable request in events.eventStreamStart(for: request) }
+        } else {
+            self.streamStart = nil
+        }
         self.observer = observer
         self.logger = logger
         self.wakeups = [Wakeup(), Wakeup(), Wakeup()]
