@@ -136,6 +136,7 @@ let package = Package(
             dependencies: [
                 "GatewayMetrics", "EPMDServer", "EPMDRegistry", "EPMDProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

@@ -71,8 +71,13 @@ public final class GatewayMetrics: Sendable {
     /// Seconds as a `Duration` for the histograms; negative, NaN or absurd values (a clock that
     /// stepped) are clamped instead of trapping.
     static func duration(seconds: Double) -> Duration {
-        guard seconds.isFinite, seconds > 0 else { return .zero }
-        return .nanoseconds(Int64(min(seconds, 1e9) * 1e9))
+        .nanoseconds(Self.nanoseconds(seconds: seconds))
+    }
+
+    /// ``duration(seconds:)`` as nanoseconds.
+    static func nanoseconds(seconds: Double) -> Int64 {
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return Int64(min(seconds, 1e9) * 1e9)
     }
 
     // MARK: - Exposition
@@ -95,6 +100,7 @@ public final class GatewayMetrics: Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(self.expositionSize.load(ordering: .relaxed))
         self.collectors.emit(into: &buffer)
+        self.http.appendDurations(to: &buffer)
         if let cpu { ProcessMetrics.appendCPUSeconds(cpu, to: &buffer) }
         if self.nodeInfo {
             RegistryMetrics.appendNodeInfo(registry.versionedSnapshot().nodes, to: &buffer)

@@ -7,11 +7,13 @@ import Synchronization
 /// on libmicrohttpd's threads), whether the front listens, and the event watchers read at scrape time.
 ///
 /// Families: `http_requests_total{route,code}`, `http_request_duration_seconds{route}`,
-/// `epmd_gateway_http_up`, `epmd_event_watchers`. The HTTP series are made on first use, both label
+/// `epmd_gateway_http_up`, `epmd_event_watchers`. The HTTP series appear on first use, both label
 /// values from bounded sets. A request finds its series by array index: the route's index in the label
 /// list given at init, and a slot for each status code the API answers (``slotCodes``), in a table made
-/// at init whose entries are filled once (one atomic load per request; no hashing, no lock, no
-/// allocation). A code without a slot (in 100...599, rare) goes through a cache keyed by label.
+/// at init whose counters are made once (one atomic load per request after that), and the route's
+/// ``DurationBuckets`` (two atomic additions): no hashing, no lock, no allocation. A code without a
+/// slot (in 100...599, rare) goes through a cache keyed by label. The duration histogram is written by
+/// hand at scrape time (``appendDurations(to:)``), line for line as swift-prometheus writes one.
 public final class HTTPMetrics: Sendable {
     /// The route labels, by index; the last is `other` when the list given at init had none.
     private let labels: [String]
@@ -21,6 +23,8 @@ public final class HTTPMetrics: Sendable {
     /// `labels.count` rows of `slotsPerRoute` entries: the series of (route, code slot).
     private let table: [HTTPSeries]
     private let unusualCodes: HandleCache<HTTPKey, HTTPHandles>
+    /// `http_request_duration_seconds`, by route index.
+    private let durations: [DurationBuckets]
     private let up: Gauge
     private let eventWatchers: Gauge
     private let eventWatcherSource = Mutex<(@Sendable () -> Int)?>(nil)
@@ -72,19 +76,12 @@ public final class HTTPMetrics: Sendable {
                         "HTTP requests answered, by route template and status code."
                     ),
                     labels: [("route", key.route), ("code", key.code)]
-                ),
-                duration: collectors.makeDurationHistogram(
-                    descriptor: GatewayMetrics.descriptor(
-                        "http_request_duration_seconds",
-                        "HTTP requests from the handler's start to the response queued, by route template."
-                    ),
-                    labels: [("route", key.route)],
-                    buckets: LoopMetrics.latencyBuckets
                 )
             )
         }
         self.unusualCodes = HandleCache(make: make)
         let codes = Self.slotCodes.map { String($0) } + ["other"]
+        self.durations = labels.map { DurationBuckets(route: $0, bounds: LoopMetrics.latencyBuckets) }
         self.table = labels.flatMap { route in
             codes.map { HTTPSeries(key: HTTPKey(route: route, code: $0), make: make) }
         }
@@ -115,7 +112,7 @@ public final class HTTPMetrics: Sendable {
             handles = self.unusualCodes.handle(for: HTTPKey(route: self.labels[route], code: String(status)))
         }
         handles.requests.increment()
-        handles.duration.record(GatewayMetrics.duration(seconds: seconds))
+        self.durations[route].record(nanoseconds: GatewayMetrics.nanoseconds(seconds: seconds))
     }
 
     /// Counts one answered HTTP request by route template (a lookup by string: for callers without
@@ -141,6 +138,21 @@ public final class HTTPMetrics: Sendable {
         self.eventWatcherSource.withLock { $0 = source }
     }
 
+    static let durationName = "http_request_duration_seconds"
+    static let durationHelp = "HTTP requests from the handler's start to the response queued, by route template."
+
+    /// Appends `http_request_duration_seconds` as swift-prometheus writes a `DurationHistogram` family
+    /// (same lines, same number formats): one series per route that answered at least once; nothing
+    /// before the first request.
+    func appendDurations(to buffer: inout [UInt8]) {
+        let counted = self.durations.map { ($0, $0.snapshot()) }.filter { $0.1.count > 0 }
+        guard !counted.isEmpty else { return }
+        TextExposition.appendHeader(Self.durationName, help: Self.durationHelp, type: "histogram", to: &buffer)
+        for (buckets, snapshot) in counted {
+            buckets.append(snapshot, name: Self.durationName, to: &buffer)
+        }
+    }
+
     /// Sets `epmd_event_watchers` before a scrape.
     /// - Parameter eventWatchers: the count; nil reads the source given to ``readEventWatchers(from:)``
     ///   (0 without one).
@@ -156,14 +168,12 @@ struct HTTPKey: Hashable, Sendable {
     var code: String
 }
 
-/// The two handles one HTTP request touches.
+/// The counter of one (route, code) series.
 final class HTTPHandles: Sendable {
     let requests: Counter
-    let duration: DurationHistogram
 
-    init(requests: Counter, duration: DurationHistogram) {
+    init(requests: Counter) {
         self.requests = requests
-        self.duration = duration
     }
 }
 
@@ -186,5 +196,80 @@ final class HTTPSeries: Sendable {
     var handles: HTTPHandles {
         if let handles = self.made.load() { return handles }
         return self.made.storeIfNilThenLoad(self.make(self.key))
+    }
+}
+
+/// One route's `http_request_duration_seconds` series without a lock: a count per bucket (each
+/// observation lands in the first bucket whose bound is not below it, or past the last) and the sum
+/// in nanoseconds, two relaxed atomic additions per request; cumulated when a scrape renders them.
+/// (swift-prometheus' histogram takes a lock and walks every bucket per observation.)
+final class DurationBuckets: Sendable {
+    private let route: String
+    /// The upper bounds, nanoseconds, ascending.
+    private let bounds: [Int64]
+    private let boundLabels: [String]
+    /// `bounds.count + 1` counts: the last one is past every bound (only in `+Inf`).
+    private let counts: [ManagedAtomic<Int>]
+    private let sumNanoseconds = ManagedAtomic<Int64>(0)
+
+    init(route: String, bounds: [Duration]) {
+        self.route = route
+        self.bounds = bounds.map { $0.components.seconds &* 1_000_000_000 &+ $0.components.attoseconds / 1_000_000_000 }
+        self.boundLabels = bounds.map(\.bucketRepresentation)
+        self.counts = (0...bounds.count).map { _ in ManagedAtomic<Int>(0) }
+    }
+
+    func record(nanoseconds: Int64) {
+        var index = 0
+        while index < self.bounds.count && self.bounds[index] < nanoseconds { index += 1 }
+        self.counts[index].wrappingIncrement(ordering: .relaxed)
+        self.sumNanoseconds.wrappingIncrement(by: nanoseconds, ordering: .relaxed)
+    }
+
+    /// The cumulative counts (the last one is the total) and the sum.
+    func snapshot() -> (cumulative: [Int], sum: Int64, count: Int) {
+        var total = 0
+        let cumulative = self.counts.map { count in
+            total += count.load(ordering: .relaxed)
+            return total
+        }
+        return (cumulative, self.sumNanoseconds.load(ordering: .relaxed), total)
+    }
+
+    /// The series' lines, as swift-prometheus writes a `DurationHistogram`.
+    func append(_ snapshot: (cumulative: [Int], sum: Int64, count: Int), name: String, to buffer: inout [UInt8]) {
+        var labels: [UInt8] = Array("route=\"".utf8)
+        TextExposition.appendLabelValue(Array(self.route.utf8), to: &labels)
+        labels.append(UInt8(ascii: "\""))
+        for (index, bound) in self.boundLabels.enumerated() {
+            Self.appendLine(
+                name,
+                "_bucket{",
+                labels,
+                ",le=\"\(bound)\"} ",
+                "\(snapshot.cumulative[index])",
+                to: &buffer
+            )
+        }
+        Self.appendLine(name, "_bucket{", labels, ",le=\"+Inf\"} ", "\(snapshot.count)", to: &buffer)
+        let sum = Duration.nanoseconds(snapshot.sum).bucketRepresentation
+        Self.appendLine(name, "_sum{", labels, "} ", sum, to: &buffer)
+        Self.appendLine(name, "_count{", labels, "} ", "\(snapshot.count)", to: &buffer)
+    }
+
+    private static func appendLine(
+        _ name: String,
+        _ suffix: String,
+        _ labels: [UInt8],
+        _ close: String,
+        _ value: String,
+        to buffer: inout [UInt8]
+    ) {
+        buffer.append(contentsOf: name.utf8)
+        buffer.append(contentsOf: suffix.utf8)
+        buffer.append(contentsOf: labels)
+        buffer.append(contentsOf: close.utf8)
+        buffer.append(contentsOf: value.utf8)
+        buffer.append(UInt8(ascii: "\n"))
     }
 }

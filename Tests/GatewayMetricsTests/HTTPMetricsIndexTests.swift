@@ -1,4 +1,5 @@
 import Logging
+import Prometheus
 import Testing
 
 @testable import GatewayMetrics
@@ -52,5 +53,32 @@ import Testing
         let parsed = GatewayMetricsTests.scrape(metrics)
         #expect(parsed["http_requests_total", ("route", "other"), ("code", "200")] == 2)
         #expect(parsed["http_requests_total", ("route", "/b"), ("code", "200")] == 1)
+    }
+
+    @Test("the lock-free duration histogram writes exactly what swift-prometheus writes for the same observations")
+    func durationsAsPrometheus() {
+        let metrics = GatewayMetricsTests.make()
+        let reference = PrometheusCollectorRegistry()
+        let histogram = reference.makeDurationHistogram(
+            descriptor: GatewayMetrics.descriptor(HTTPMetrics.durationName, HTTPMetrics.durationHelp),
+            labels: [("route", "/v1/nodes")],
+            buckets: LoopMetrics.latencyBuckets
+        )
+        // Zero, exactly on bounds, between bounds, past the last bound, a clock that stepped back.
+        let seconds = [0, 0.00005, 0.0000500001, 0.0001, 0.00033, 0.001, 0.5, 0.5000001, 2, 1234.5, -1, .nan]
+        for value in seconds {
+            metrics.http.httpRequest(route: "/v1/nodes", status: 200, seconds: value)
+            histogram.record(GatewayMetrics.duration(seconds: value))
+        }
+        var expected: [UInt8] = []
+        reference.emit(into: &expected)
+        var written: [UInt8] = []
+        metrics.http.appendDurations(to: &written)
+        #expect(String(decoding: written, as: UTF8.self) == String(decoding: expected, as: UTF8.self))
+        #expect(String(decoding: written, as: UTF8.self).contains("_count{route=\"/v1/nodes\"} 12\n"))
+        // No request yet: no family at all.
+        var empty: [UInt8] = []
+        GatewayMetricsTests.make().http.appendDurations(to: &empty)
+        #expect(empty.isEmpty)
     }
 }
