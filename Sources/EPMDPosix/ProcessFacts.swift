@@ -88,11 +88,4 @@ public enum ProcessFacts {
         }
         return count
     }
-
-    /// The wall clock, seconds since 1970.
-    public static func wallClockSeconds() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
 }

@@ -1,3 +1,5 @@
+import CEPMDSystem
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

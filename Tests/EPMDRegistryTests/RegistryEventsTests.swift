@@ -36,10 +36,7 @@ import Testing
         #expect(state.unregister(connection: ConnectionID(9), now: 201) == nil)
 
         #expect(state.generation == 4)
-        guard case .events(let events) = state.events(after: 0) else {
-            Issue.record("expected events")
-            return
-        }
+        let events = try #require(state.events(after: 0).eventList, "expected events")
         #expect(events.map(\.id) == [1, 2, 3, 4])
         #expect(events.map(\.name) == ["registered", "registered", "unregistered", "unregistered"])
         #expect(events[2].reason == .closed && events[2].lifetime == 3 && events[2].isFlap)
@@ -60,20 +57,11 @@ import Testing
         for index in 1...5 { try Self.register(&state, "n\(index)", connection: UInt64(index), at: 0) }
         // The buffer holds ids 3, 4, 5.
         #expect(state.events(after: 5) == .events([]))
-        guard case .events(let tail) = state.events(after: 3) else {
-            Issue.record("3 is in the buffer")
-            return
-        }
+        let tail = try #require(state.events(after: 3).eventList, "3 is in the buffer")
         #expect(tail.map(\.id) == [4, 5])
-        guard case .events(let all) = state.events(after: 2) else {
-            Issue.record("after 2 is everything the buffer holds")
-            return
-        }
+        let all = try #require(state.events(after: 2).eventList, "after 2 is everything the buffer holds")
         #expect(all.map(\.id) == [3, 4, 5])
-        guard case .reset(let generation, let nodes) = state.events(after: 1) else {
-            Issue.record("id 2 was evicted: a reset")
-            return
-        }
+        let (generation, nodes) = try #require(state.events(after: 1).resetTable, "id 2 was evicted: a reset")
         #expect(generation == 5)
         #expect(Set(nodes.map { String(decoding: $0.name, as: UTF8.self) }) == ["n1", "n2", "n3", "n4", "n5"])
         #expect(state.events(after: 6) == .reset(generation: 5, nodes: Array(state.nodes.values)))
@@ -124,10 +112,7 @@ import Testing
         #expect(state.events(after: 7) == .reset(generation: 1_000, nodes: []))
         try Self.register(&state, "a", connection: 1, at: 0)
         #expect(state.lastEvent?.id == 1_001)
-        guard case .events(let events) = state.events(after: 1_000) else {
-            Issue.record("1000 is the base: the first event follows it")
-            return
-        }
+        let events = try #require(state.events(after: 1_000).eventList, "1000 is the base: the first event follows it")
         #expect(events.map(\.id) == [1_001])
     }
 
@@ -172,5 +157,19 @@ import Testing
         let events = seen.withLock { $0 }
         #expect(events.map(\.id) == [1, 2])
         #expect(events.last?.reason == .error)
+    }
+}
+
+extension RegistryEventsSince {
+    /// The events, when this is `.events` (for `try #require`).
+    var eventList: [RegistryEvent]? {
+        guard case .events(let events) = self else { return nil }
+        return events
+    }
+
+    /// The generation and table, when this is `.reset` (for `try #require`).
+    var resetTable: (generation: UInt64, nodes: [RegisteredNode])? {
+        guard case .reset(let generation, let nodes) = self else { return nil }
+        return (generation, nodes)
     }
 }

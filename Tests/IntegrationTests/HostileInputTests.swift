@@ -66,34 +66,15 @@ struct HostileInputTests {
     static let headers = ["Last-Event-ID", "If-None-Match"]
 
     /// A raw-socket HTTP/1.1 exchange with `Connection: close`: the status code, or nil when the server
-    /// closed without answering (fine for an oversized request). Blocking with a receive timeout.
+    /// closed without answering (fine for an oversized request).
     static func exchange(port: UInt16, target: [UInt8], headers: [[UInt8]] = [], timeout: Int = 5) throws -> Int? {
-        let fd = try WireClient.connect(port: port)
+        let fd = try RawHTTP.send(port: port, target: target, headers: headers)
         defer { close(fd) }
-        var time = timeval(tv_sec: timeout, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        var request = Array("GET ".utf8) + target + Array(" HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8)
-        for header in headers { request += header + Array("\r\n".utf8) }
-        request += Array("Connection: close\r\n\r\n".utf8)
-        _ = WireClient.send(fd, request)
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while received.count < 64 {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 {
-                received += buffer[0..<n]
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                throw TestFailure(
-                    "no answer within \(timeout) s to \(String(decoding: target.prefix(200), as: UTF8.self))"
-                )
-            }
-            break
+        do {
+            return try RawHTTP.statusCode(fd, timeout: timeout)
+        } catch {
+            throw TestFailure("\(error) to \(String(decoding: target.prefix(200), as: UTF8.self))")
         }
-        guard received.count >= 12, received.starts(with: Array("HTTP/1.".utf8)) else { return nil }
-        return Int(String(decoding: received[9..<12], as: UTF8.self))
     }
 
     /// Every target: each path with each parameter set to each value (alone, and repeated after a valid
