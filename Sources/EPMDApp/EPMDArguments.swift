@@ -13,6 +13,7 @@ public enum EPMDArguments {
         options.relaxedCommandCheck = environment["ERL_EPMD_RELAXED_COMMAND_CHECK"] != nil
         if environment["EPMD_GATEWAY_NO_HTTP"] != nil { options.httpEnabled = false }
         if environment["EPMD_GATEWAY_METRICS_NODE_INFO"] != nil { options.metricsNodeInfo = true }
+        if environment["EPMD_GATEWAY_NAMES_LOCAL_ONLY"] != nil { options.namesLocalOnly = true }
         for option in self.longOptions.values {
             guard let key = option.environment, let value = environment[key] else { continue }
             guard option.apply(value, &options) else { return .usage }
@@ -66,6 +67,9 @@ public enum EPMDArguments {
                 index += 1
             case "--metrics-node-info":
                 options.metricsNodeInfo = true
+                index += 1
+            case "--names-local-only":
+                options.namesLocalOnly = true
                 index += 1
             case let argument where argument.hasPrefix("--"):
                 // `--name value` or `--name=value`.
@@ -237,6 +241,9 @@ public enum EPMDArguments {
                                 flagged as flapping (EPMD_GATEWAY_FLAP_WINDOW; default 10).
             --metrics-node-info Export epmd_node_info{name,port,type} per registered node
                                 (EPMD_GATEWAY_METRICS_NODE_INFO, any value; default off).
+            --names-local-only  Answer NAMES only to local peers, as ALIVE2, DUMP, KILL and
+                                STOP are; lookups by name stay open to every peer
+                                (EPMD_GATEWAY_NAMES_LOCAL_ONLY, any value; default off).
             --help              Print this text on stdout and exit 0.
             --version           Print the version and exit 0.
 

@@ -37,6 +37,8 @@ public struct EPMDOptions: Equatable, Sendable {
     public var flapWindow = 10
     /// `--metrics-node-info` / `EPMD_GATEWAY_METRICS_NODE_INFO`: export `epmd_node_info{name,port,type}`.
     public var metricsNodeInfo = false
+    /// `--names-local-only` / `EPMD_GATEWAY_NAMES_LOCAL_ONLY`: NAMES only from local peers.
+    public var namesLocalOnly = false
 
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370

@@ -277,7 +277,8 @@ extension Gateway {
                 ? EPMDLimits.debugUnregisteredHistory : EPMDLimits.unregisteredHistory,
             handleSignals: handlesSignals,
             // At most an hour, as the command line allows (options built in code are not parsed).
-            shutdownGrace: min(max(options.shutdownGrace, 0), 3600)
+            shutdownGrace: min(max(options.shutdownGrace, 0), 3600),
+            namesLocalOnly: options.namesLocalOnly
         )
         let registry = NodeRegistry(
             historyLimit: configuration.historyLimit,

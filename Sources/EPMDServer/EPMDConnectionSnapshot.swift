@@ -45,13 +45,18 @@ public struct EPMDConnectionSnapshot: Equatable, Sendable {
         peer: SocketAddress,
         isLocalPeer: Bool,
         relaxedCommandCheck: Bool,
+        namesLocalOnly: Bool = false,
         acceptedAt: UInt64
     ) -> EPMDConnectionSnapshot {
         EPMDConnectionSnapshot(
             id: nil,
             fd: fd,
             peer: peer,
-            machine: EPMDConnectionStateMachine(isLocalPeer: isLocalPeer, relaxedCommandCheck: relaxedCommandCheck),
+            machine: EPMDConnectionStateMachine(
+                isLocalPeer: isLocalPeer,
+                relaxedCommandCheck: relaxedCommandCheck,
+                namesLocalOnly: namesLocalOnly
+            ),
             acceptedAt: acceptedAt
         )
     }

@@ -32,17 +32,27 @@ public struct EPMDConnectionStateMachine: Equatable, Sendable {
     public let isLocalPeer: Bool
     /// `-relaxed_command_check`: STOP enabled, KILL allowed with live nodes.
     public let relaxedCommandCheck: Bool
+    /// `--names-local-only`: NAMES_REQ is a local-only request too.
+    public let namesLocalOnly: Bool
 
-    public init(isLocalPeer: Bool, relaxedCommandCheck: Bool) {
+    public init(isLocalPeer: Bool, relaxedCommandCheck: Bool, namesLocalOnly: Bool = false) {
         self.isLocalPeer = isLocalPeer
         self.relaxedCommandCheck = relaxedCommandCheck
+        self.namesLocalOnly = namesLocalOnly
     }
 
     /// A machine that resumes where an exported one stopped: its state and the bytes of an
     /// incomplete request.
-    public init(isLocalPeer: Bool, relaxedCommandCheck: Bool, state: State, buffered: [UInt8]) {
+    public init(
+        isLocalPeer: Bool,
+        relaxedCommandCheck: Bool,
+        namesLocalOnly: Bool = false,
+        state: State,
+        buffered: [UInt8]
+    ) {
         self.isLocalPeer = isLocalPeer
         self.relaxedCommandCheck = relaxedCommandCheck
+        self.namesLocalOnly = namesLocalOnly
         self.state = state
         self.assembler = EPMDFrameAssembler(buffered: buffered)
     }
@@ -96,6 +106,8 @@ public struct EPMDConnectionStateMachine: Equatable, Sendable {
         if let code = EPMDRequest.code(of: body) {
             switch code {
             case .alive2Request, .dumpRequest, .killRequest, .stopRequest:
+                guard self.isLocalPeer else { return self.close(.notLocal(code)) }
+            case .namesRequest where self.namesLocalOnly:
                 guard self.isLocalPeer else { return self.close(.notLocal(code)) }
             default:
                 break

@@ -41,6 +41,9 @@ public struct EPMDServerConfiguration: Sendable {
     /// Seconds between the first SIGTERM/SIGINT and the exit, while `isDraining` is true (so
     /// readiness can turn 503) and the epmd port keeps serving. A second signal exits at once.
     public var shutdownGrace: Int
+    /// `--names-local-only`: NAMES_REQ, like ALIVE2/DUMP/KILL/STOP, only from a local peer (NAMES lists
+    /// every node and its distribution port to whoever asks; lookups by name stay open to all).
+    public var namesLocalOnly: Bool
 
     public init(
         port: UInt16 = EPMDLimits.defaultPort,
@@ -51,7 +54,8 @@ public struct EPMDServerConfiguration: Sendable {
         delayWrite: Int = 0,
         historyLimit: Int = EPMDLimits.unregisteredHistory,
         handleSignals: Bool = false,
-        shutdownGrace: Int = 0
+        shutdownGrace: Int = 0,
+        namesLocalOnly: Bool = false
     ) {
         self.port = port
         self.listeners = listeners
@@ -62,5 +66,6 @@ public struct EPMDServerConfiguration: Sendable {
         self.historyLimit = historyLimit
         self.handleSignals = handleSignals
         self.shutdownGrace = shutdownGrace
+        self.namesLocalOnly = namesLocalOnly
     }
 }

@@ -74,6 +74,7 @@ extension EventLoop {
                 peer: peer,
                 isLocalPeer: isLocal,
                 relaxedCommandCheck: self.server.configuration.relaxedCommandCheck,
+                namesLocalOnly: self.server.configuration.namesLocalOnly,
                 acceptedAt: System.monotonicNanoseconds()
             )
         )

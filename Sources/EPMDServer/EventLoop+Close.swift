@@ -48,6 +48,7 @@ extension EventLoop {
         case .dumpRequest: "DUMP_REQ"
         case .killRequest: "KILL_REQ"
         case .stopRequest: "STOP_REQ"
+        case .namesRequest: "NAMES_REQ"
         default: "request \(code.rawValue)"
         }
     }

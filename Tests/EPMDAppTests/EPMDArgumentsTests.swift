@@ -130,21 +130,23 @@ import Testing
         let options = try #require(
             self.parse([
                 "--max-watchers", "10", "--event-buffer=64", "--flap-window", "30", "--metrics-node-info",
+                "--names-local-only",
             ]).serveOptions,
             "event options not parsed"
         )
         #expect(options.maxWatchers == 10 && options.eventBuffer == 64 && options.flapWindow == 30)
-        #expect(options.metricsNodeInfo)
+        #expect(options.metricsNodeInfo && options.namesLocalOnly)
         let defaults = try #require(self.parse([]).serveOptions, "not serve")
         #expect(defaults.maxWatchers == 256 && defaults.eventBuffer == 1024 && defaults.flapWindow == 10)
-        #expect(!defaults.metricsNodeInfo)
+        #expect(!defaults.metricsNodeInfo && !defaults.namesLocalOnly)
         let env = [
             "EPMD_GATEWAY_MAX_WATCHERS": "3", "EPMD_GATEWAY_EVENT_BUFFER": "5", "EPMD_GATEWAY_FLAP_WINDOW": "0",
-            "EPMD_GATEWAY_METRICS_NODE_INFO": "",
+            "EPMD_GATEWAY_METRICS_NODE_INFO": "", "EPMD_GATEWAY_NAMES_LOCAL_ONLY": "1",
         ]
         let fromEnvironment = try #require(self.parse([], env).serveOptions, "not serve")
         #expect(fromEnvironment.maxWatchers == 3 && fromEnvironment.eventBuffer == 5)
         #expect(fromEnvironment.flapWindow == 0 && fromEnvironment.metricsNodeInfo)
+        #expect(fromEnvironment.namesLocalOnly)
         #expect(self.parse(["--event-buffer", "0"]) == .usage)
         #expect(self.parse(["--flap-window", "-1"]) == .usage)
         #expect(self.parse(["--max-watchers", "many"]) == .usage)

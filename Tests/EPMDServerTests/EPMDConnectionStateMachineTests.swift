@@ -43,6 +43,18 @@ import Testing
         #expect(names.received([0, 1, 110]) == .serve(.names))
     }
 
+    @Test(
+        "--names-local-only: NAMES from a non-local peer is closed unanswered; local NAMES and any PORT_PLEASE2 are served"
+    )
+    func namesLocalOnly() {
+        var remote = EPMDConnectionStateMachine(isLocalPeer: false, relaxedCommandCheck: false, namesLocalOnly: true)
+        #expect(remote.received([0, 1, 110]) == .close(.notLocal(.namesRequest)))
+        var local = EPMDConnectionStateMachine(isLocalPeer: true, relaxedCommandCheck: false, namesLocalOnly: true)
+        #expect(local.received([0, 1, 110]) == .serve(.names))
+        var lookup = EPMDConnectionStateMachine(isLocalPeer: false, relaxedCommandCheck: false, namesLocalOnly: true)
+        #expect(lookup.received([0, 4, 122, 102, 111, 111]) == .serve(.portPlease2(name: Array("foo".utf8))))
+    }
+
     @Test("non-local ALIVE2 is refused before its structure is checked, as C epmd does")
     func nonLocalBeforeStructure() {
         var machine = EPMDConnectionStateMachine(isLocalPeer: false, relaxedCommandCheck: false)

@@ -87,7 +87,8 @@ struct AccessControlTests {
             s.close()
             return data
         alive = b"x" + struct.pack(">HBBHHH", 7777, 77, 0, 6, 5, 6) + b"remote" + b"\\0\\0"
-        for body in [alive, b"n", b"zsamehost", b"d", b"k", b"ssamehost"]:
+        bodies = [bytes.fromhex(h) for h in sys.argv[3:]] or [alive, b"n", b"zsamehost", b"d", b"k", b"ssamehost"]
+        for body in bodies:
             print(ask(body).hex(), flush=True)
         """
 
@@ -103,26 +104,13 @@ struct AccessControlTests {
         sys.stdin.read()
         """
 
-    @Test(
-        "remote peers get NAMES and PORT2 only; ALIVE2, DUMP, KILL and STOP from them are closed unanswered",
-        .enabled(if: Self.canCreateNamespaces)
-    )
-    func nonLocalPeers() async throws {
-        let python = try ExternalTool.require("python3")
-        let namespaces = try Namespaces.create()
-        defer { namespaces.remove() }
-        let port = try FreePort.next()
-
+    /// Starts the binary in the server namespace and waits until it answers.
+    static func startServer(in namespaces: Namespaces, port: UInt16, _ arguments: [String]) async throws -> Process {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: namespaces.ip)
-        server.arguments = [
-            "netns", "exec", namespaces.server, TestBinary.url.path, "-port", String(port), "-relaxed_command_check",
-        ]
+        server.arguments = ["netns", "exec", namespaces.server, TestBinary.url.path, "-port", String(port)] + arguments
         server.standardInput = FileHandle.nullDevice
         try server.runUnmasked()
-        defer {
-            if server.isRunning { kill(server.processIdentifier, SIGKILL) }
-        }
         let ready = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(20)) {
             let probe = try await Blocking.run {
                 try Command.run(
@@ -133,8 +121,29 @@ struct AccessControlTests {
             }
             return probe.status == 0
         }
+        if ready == nil { kill(server.processIdentifier, SIGKILL) }
         try #require(ready != nil, "server in \(namespaces.server) did not come up")
+        return server
+    }
 
+    /// The `samehost` registration, held by a python process in the server namespace.
+    struct HeldRegistration {
+        let process: Process
+        let input: Pipe
+
+        func release() {
+            try? self.input.fileHandleForWriting.close()
+            if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        }
+    }
+
+    /// Registers `samehost` over the server namespace's own non-loopback address (peer address ==
+    /// local address: local by C epmd's rule) and checks that it succeeded.
+    static func holdSameHostRegistration(
+        in namespaces: Namespaces,
+        port: UInt16,
+        python: String
+    ) async throws -> HeldRegistration {
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: namespaces.ip)
         holder.arguments = [
@@ -146,29 +155,56 @@ struct AccessControlTests {
         holder.standardInput = holderInput
         holder.standardOutput = holderOutput
         try holder.runUnmasked()
-        defer {
-            try? holderInput.fileHandleForWriting.close()
-            if holder.isRunning { kill(holder.processIdentifier, SIGKILL) }
-        }
+        let held = HeldRegistration(process: holder, input: holderInput)
         let registration = try await Blocking.run {
             String(decoding: holderOutput.fileHandleForReading.availableData, as: UTF8.self)
         }
         // Local by "peer address == local address": the registration succeeds.
         #expect(registration.hasPrefix("7600"), "same-host ALIVE2 over a non-loopback address: \(registration)")
+        return held
+    }
 
+    /// Runs the client script in the client namespace; returns one hex reply per request body.
+    static func askRemotely(
+        _ namespaces: Namespaces,
+        port: UInt16,
+        python: String,
+        bodies: [[UInt8]] = []
+    ) async throws -> [String] {
+        let hexBodies = bodies.map { $0.map { String(format: "%02x", $0) }.joined() }
         let remote = try await Blocking.run {
             try Command.run(
                 namespaces.ip,
                 [
                     "netns", "exec", namespaces.client, python, "-c", Self.clientScript, namespaces.serverAddress,
                     String(port),
-                ],
+                ] + hexBodies,
                 timeout: 30
             )
         }
         #expect(remote.status == 0, "client failed: \(remote.stderr)")
-        let replies = remote.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        try #require(replies.count >= 6, "client output: \(remote.stdout) \(remote.stderr)")
+        return remote.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    @Test(
+        "remote peers get NAMES and PORT2 only; ALIVE2, DUMP, KILL and STOP from them are closed unanswered",
+        .enabled(if: Self.canCreateNamespaces)
+    )
+    func nonLocalPeers() async throws {
+        let python = try ExternalTool.require("python3")
+        let namespaces = try Namespaces.create()
+        defer { namespaces.remove() }
+        let port = try FreePort.next()
+
+        let server = try await Self.startServer(in: namespaces, port: port, ["-relaxed_command_check"])
+        defer {
+            if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+        }
+        let holder = try await Self.holdSameHostRegistration(in: namespaces, port: port, python: python)
+        defer { holder.release() }
+
+        let replies = try await Self.askRemotely(namespaces, port: port, python: python)
+        try #require(replies.count >= 6, "client output: \(replies)")
         let portHex = String(format: "%08x", UInt32(port))
         let namesLine = Array("name samehost at port 4242\n".utf8).map { String(format: "%02x", $0) }.joined()
         #expect(replies[0] == "", "ALIVE2 from a remote peer must be closed without a reply")
@@ -188,5 +224,57 @@ struct AccessControlTests {
             )
         }
         #expect(names.stdout.hasSuffix("name samehost at port 4242\n"))
+    }
+
+    @Test(
+        "--names-local-only: a remote NAMES is closed unanswered and counted; remote PORT2 and local NAMES still work",
+        .enabled(if: !TestBinary.isCEPMD && Self.canCreateNamespaces)
+    )
+    func namesLocalOnly() async throws {
+        let python = try ExternalTool.require("python3")
+        let namespaces = try Namespaces.create()
+        defer { namespaces.remove() }
+        let curl = try ExternalTool.require("curl")
+        let port = try FreePort.next()
+        let httpPort = try FreePort.next()
+        let server = try await Self.startServer(
+            in: namespaces,
+            port: port,
+            ["--names-local-only", "--http-port", String(httpPort)]
+        )
+        defer {
+            if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+        }
+        let holder = try await Self.holdSameHostRegistration(in: namespaces, port: port, python: python)
+        defer { holder.release() }
+
+        let replies = try await Self.askRemotely(
+            namespaces,
+            port: port,
+            python: python,
+            bodies: [Array("n".utf8), Array("zsamehost".utf8)]
+        )
+        try #require(replies.count >= 2, "client output: \(replies)")
+        #expect(replies[0] == "", "NAMES from a remote peer must be closed without a reply")
+        #expect(replies[1].hasPrefix("770010924d00"), "PORT2 stays open to remote peers")
+
+        // From inside the server's host (loopback), NAMES still lists the node.
+        let names = try await Blocking.run {
+            try Command.run(
+                namespaces.ip,
+                ["netns", "exec", namespaces.server, TestBinary.url.path, "-port", String(port), "-names"],
+                timeout: 10
+            )
+        }
+        #expect(names.stdout.hasSuffix("name samehost at port 4242\n"))
+        #expect(server.isRunning)
+        let metrics = try await Blocking.run {
+            try Command.run(
+                namespaces.ip,
+                ["netns", "exec", namespaces.server, curl, "-s", "-m", "5", "http://127.0.0.1:\(httpPort)/metrics"],
+                timeout: 10
+            )
+        }
+        #expect(metrics.stdout.contains("epmd_malformed_packets_total{reason=\"not_local\"} 1\n"))
     }
 }
