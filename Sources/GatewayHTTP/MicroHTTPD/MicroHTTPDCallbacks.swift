@@ -18,11 +18,18 @@ enum MicroHTTPDCallbacks {
     private static let waitedMarker = 2
 
     /// libmicrohttpd calls this after the headers, for each body chunk, and once more at the end.
-    static let access: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadSize, state in
+    static let access: MHD_AccessHandlerCallback = { cls, connection, url, method, version, _, uploadSize, state in
         guard let cls, let connection, let url, let method, let uploadSize, let state else { return .NO }
         if state.pointee == nil {
-            // First call: headers only. Answering now would make libmicrohttpd drop a body unread.
+            // First call: headers only. A head that could smuggle a request, or that carries a body, is
+            // answered now and its connection closed; otherwise wait for the end of the request.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
+            if let refusal = RequestFraming.check(connection, version: version) {
+                let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+                var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
+                response.headers.append(("Connection", "close"))
+                return Self.queue(response, on: connection, context: context, started: 0)
+            }
             return .YES
         }
         if uploadSize.pointee > 0 {
