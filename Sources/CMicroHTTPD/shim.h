@@ -33,17 +33,22 @@ static inline struct MHD_Daemon *cmhd_start(unsigned int flags,
                                             unsigned int thread_pool_size,
                                             unsigned int connection_limit,
                                             unsigned int connection_timeout_seconds,
+                                            unsigned int per_address_limit,
                                             MHD_AccessHandlerCallback handler,
                                             void *handler_cls,
                                             MHD_RequestCompletedCallback completed,
                                             void *completed_cls) {
-    struct MHD_OptionItem options[7];
+    struct MHD_OptionItem options[8];
     int count = 0;
     options[count++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL};
     options[count++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL};
     options[count++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
     options[count++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)cmhd_keep_escaped, NULL};
+    if (per_address_limit > 0) {
+        options[count++] =
+            (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_address_limit, NULL};
+    }
     if (thread_pool_size > 1) {
         options[count++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)thread_pool_size, NULL};
     }

@@ -114,6 +114,13 @@ public enum EPMDArguments {
             options.httpThreads = threads
             return true
         },
+        "--http-connections-per-address": LongOption(environment: "EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS") {
+            value,
+            options in
+            guard let count = Int(value), (0...100_000).contains(count) else { return false }
+            options.httpConnectionsPerAddress = count
+            return true
+        },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
@@ -230,6 +237,10 @@ public enum EPMDArguments {
                                 default 127.0.0.1).
             --http-port N       Its port (EPMD_GATEWAY_HTTP_PORT; default 4370; 0 picks one).
             --http-threads N    Its worker threads (EPMD_GATEWAY_HTTP_THREADS; default 1).
+            --http-connections-per-address N
+                                HTTP connections at once from one peer address, loopback
+                                included (EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS; default
+                                128; 0: no limit but the front's 1024).
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
             --shutdown-grace S  Seconds between SIGTERM and exit while /readyz answers 503
                                 (EPMD_GATEWAY_SHUTDOWN_GRACE; default 0).

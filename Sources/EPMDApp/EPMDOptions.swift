@@ -25,6 +25,9 @@ public struct EPMDOptions: Equatable, Sendable {
     public var httpPort = Int(Self.defaultHTTPPort)
     /// `--http-threads` / `EPMD_GATEWAY_HTTP_THREADS`: libmicrohttpd worker threads.
     public var httpThreads = 1
+    /// `--http-connections-per-address` / `EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS`: HTTP connections at
+    /// once from one peer address (0: no per-address limit).
+    public var httpConnectionsPerAddress = 128
     /// `--shutdown-grace` / `EPMD_GATEWAY_SHUTDOWN_GRACE`: seconds between SIGTERM (readiness turns
     /// 503) and the exit, for load balancers to notice.
     public var shutdownGrace = 0

@@ -222,7 +222,8 @@ public final class Gateway: Sendable {
             address: self.options.httpAddress,
             port: UInt16(truncatingIfNeeded: self.options.httpPort),
             threads: self.options.httpThreads,
-            maxWatchers: self.options.maxWatchers
+            maxWatchers: self.options.maxWatchers,
+            connectionsPerAddress: self.options.httpConnectionsPerAddress
         )
         do {
             let http = MicroHTTPDServer(

@@ -91,13 +91,15 @@ import Testing
         let options = try #require(
             self.parse([
                 "--http-address", "::1", "--http-port=8080", "--http-threads", "4", "--shutdown-grace", "3",
+                "--http-connections-per-address", "16",
             ]).serveOptions,
             "long options not parsed"
         )
         #expect(options.httpAddress == "::1" && options.httpPort == 8080 && options.httpThreads == 4)
-        #expect(options.shutdownGrace == 3 && options.httpEnabled)
+        #expect(options.shutdownGrace == 3 && options.httpEnabled && options.httpConnectionsPerAddress == 16)
         let defaults = try #require(self.parse([]).serveOptions, "not serve")
         #expect(defaults.httpAddress == "127.0.0.1" && defaults.httpPort == 4370 && defaults.httpThreads == 1)
+        #expect(defaults.httpConnectionsPerAddress == 128)
         let off = try #require(self.parse(["--no-http"]).serveOptions, "not serve")
         #expect(!off.httpEnabled)
         let before = try #require(
@@ -107,6 +109,7 @@ import Testing
         #expect(before.httpPort == 9)
         for bad in [
             ["--http-port", "x"], ["--http-port"], ["--http-threads", "0"], ["--bogus", "1"], ["--http-address="],
+            ["--http-connections-per-address", "-1"], ["--http-connections-per-address", "many"],
         ] {
             #expect(self.parse(bad) == .usage)
         }
@@ -117,10 +120,11 @@ import Testing
         let env = [
             "EPMD_GATEWAY_HTTP_ADDRESS": "0.0.0.0", "EPMD_GATEWAY_HTTP_PORT": "9000",
             "EPMD_GATEWAY_HTTP_THREADS": "2", "EPMD_GATEWAY_SHUTDOWN_GRACE": "5",
+            "EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS": "0",
         ]
         let options = try #require(self.parse(["--http-port", "9001"], env).serveOptions, "not serve")
         #expect(options.httpAddress == "0.0.0.0" && options.httpPort == 9001 && options.httpThreads == 2)
-        #expect(options.shutdownGrace == 5)
+        #expect(options.shutdownGrace == 5 && options.httpConnectionsPerAddress == 0)
         let off = try #require(self.parse([], ["EPMD_GATEWAY_NO_HTTP": ""]).serveOptions, "not serve")
         #expect(!off.httpEnabled)
         #expect(self.parse([], ["EPMD_GATEWAY_HTTP_PORT": "nope"]) == .usage)

@@ -137,9 +137,18 @@ public enum WireClient {
 
     /// Opens a TCP connection to host:port (IPv4 or IPv6 literal). Blocking, like `connect(2)`; reads on
     /// it go through `collect`, which is bounded.
-    public static func connect(port: UInt16, host: String = "127.0.0.1") throws -> Int32 {
+    public static func connect(port: UInt16, host: String = "127.0.0.1", from source: String? = nil) throws -> Int32 {
         let fd = socket(host.contains(":") ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        if let source {
+            // A source address of its own (127.0.0.2, ...): a second client host on loopback.
+            let bound = self.withSocketAddress(host: source, port: 0) { Glibc.bind(fd, $0, $1) }
+            guard bound == 0 else {
+                let err = errno
+                close(fd)
+                throw TestFailure("bind to \(source): errno \(err)")
+            }
+        }
         let rc = self.withSocketAddress(host: host, port: port) { Glibc.connect(fd, $0, $1) }
         guard rc == 0 else {
             let err = errno

@@ -33,6 +33,9 @@ public final class MicroHTTPDServer: Sendable {
         public var connectionLimit: Int
         /// Seconds an idle connection is kept.
         public var connectionTimeout: Int
+        /// Connections at once from one peer address (loopback like any other); 0: no limit of its
+        /// own. One client then cannot take every slot: probes from other addresses get through.
+        public var connectionsPerAddress: Int
         /// `/v1/events` streams at once; past it, 503 with `Retry-After`.
         public var maxWatchers: Int
         /// Seconds between heartbeat comments on an idle event stream (under `connectionTimeout`).
@@ -45,7 +48,8 @@ public final class MicroHTTPDServer: Sendable {
             connectionLimit: Int = 1024,
             connectionTimeout: Int = 30,
             maxWatchers: Int = 256,
-            heartbeatSeconds: Int = 15
+            heartbeatSeconds: Int = 15,
+            connectionsPerAddress: Int = 128
         ) {
             self.address = address
             self.port = port
@@ -54,6 +58,7 @@ public final class MicroHTTPDServer: Sendable {
             self.connectionTimeout = connectionTimeout
             self.maxWatchers = maxWatchers
             self.heartbeatSeconds = heartbeatSeconds
+            self.connectionsPerAddress = connectionsPerAddress
         }
     }
 
@@ -141,6 +146,7 @@ public final class MicroHTTPDServer: Sendable {
                     UInt32(clamping: max(configuration.threads, 1)),
                     UInt32(clamping: max(configuration.connectionLimit, 1)),
                     UInt32(clamping: max(configuration.connectionTimeout, 1)),
+                    UInt32(clamping: max(configuration.connectionsPerAddress, 0)),
                     MicroHTTPDCallbacks.access,
                     context,
                     MicroHTTPDCallbacks.completed,
