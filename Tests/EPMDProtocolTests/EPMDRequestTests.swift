@@ -67,6 +67,18 @@ import Testing
         #expect(try Alive2Request.decode(body).name.isEmpty)
     }
 
+    @Test("an empty name and no extra decode only with bytes after them: C epmd's size check is > 13 (FuzzFrame)")
+    func emptyNameNoExtra() throws {
+        // FuzzFrame's round-trip check found it: the request decodes from a padded body, its own 13-byte
+        // encoding does not. Both as C epmd decides; the registry then refuses the empty name.
+        let bare = Alive2Request(port: 1, name: [], extra: []).encode()
+        #expect(bare.count == 13)
+        #expect(throws: EPMDProtocolError.alive2TooSmall) { try Alive2Request.decode(bare) }
+        let padded = try Alive2Request.decode(bare + [77])
+        #expect(padded == Alive2Request(port: 1, name: [], extra: []))
+        #expect(padded.encode() == bare)
+    }
+
     @Test("PORT2 strips one trailing NUL and refuses empty names and inner NULs")
     func port2Names() throws {
         #expect(try EPMDRequest.decode([122] + Array("foo".utf8)) == .portPlease2(name: Array("foo".utf8)))
