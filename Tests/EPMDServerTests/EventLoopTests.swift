@@ -54,8 +54,10 @@ import Glibc
         let registry = NodeRegistry()
         let server = try Self.server(registry)
         var first = try EventLoop(server: server)
-        let client = try WireClient.connect(port: server.boundPort)
-        defer { close(client) }
+        // Closed once, by the test, mid-way: a second close in a `defer` could close a descriptor another
+        // test running in parallel got with the same number meanwhile.
+        var client = try WireClient.connect(port: server.boundPort)
+        defer { if client >= 0 { close(client) } }
         let body = Alive2Request(port: 4711, name: Array("moved".utf8)).encode()
         WireClient.send(client, [0, UInt8(body.count)] + body)
         #expect(Self.drive(&first) { !registry.isEmpty })
@@ -78,6 +80,7 @@ import Glibc
         #expect(server.statistics.openConnections == 1)
         // A lookup is still answered from the registration, and the client's close now ends it.
         close(client)
+        client = -1
         #expect(Self.drive(&second) { registry.isEmpty })
         #expect(registry.history().events.last?.reason == .closed)
         second.teardown()
@@ -138,8 +141,8 @@ import Glibc
         let registry = NodeRegistry()
         let old = try Self.server(registry)
         var loop = try EventLoop(server: old)
-        let client = try WireClient.connect(port: old.boundPort)
-        defer { close(client) }
+        var client = try WireClient.connect(port: old.boundPort)
+        defer { if client >= 0 { close(client) } }  // closed once: see exportAdoptRegistration
         let body = Alive2Request(port: 4242, name: Array("kept".utf8)).encode()
         WireClient.send(client, [0, UInt8(body.count)] + body)
         #expect(Self.drive(&loop) { !registry.isEmpty })
@@ -153,6 +156,7 @@ import Glibc
         #expect(try WireClient.names(port: harness.port).text == "name kept at port 4242\n")
         #expect(Poll.blockingUntil(timeout: .seconds(2)) { harness.server.statistics.openConnections == 1 } != nil)
         close(client)
+        client = -1
         #expect(
             try Poll.blockingUntil(timeout: .seconds(2)) { try WireClient.names(port: harness.port).text.isEmpty }
                 != nil
