@@ -44,7 +44,6 @@ extension EventLoop {
     /// A connection accepted at the cap while every connection holds a registration: closed at once
     /// (accepted first, so the listener does not stay readable), counted and logged.
     mutating func refuse(fd: Int32, peer: SocketAddress) {
-        System.close(fd)
         self.server.counters.rejected(.maxConnections)
         let cause = AdmissionLogReason.rejectedMaxConnections
         if let count = self.refusalLog.occurred(cause.rawValue, now: System.monotonicNanoseconds()) {
@@ -52,6 +51,7 @@ extension EventLoop {
                 "refused a connection from \(peer.host): all \(self.server.configuration.maxConnections) connections hold registrations\(Self.repeated(count))"
             )
         }
+        System.close(fd)
     }
 
     /// The tail of a rate-limited line: how many occurrences it stands for, when more than one.
