@@ -9,6 +9,8 @@ public struct EPMDServerStatistics: Sendable, Equatable {
     public var accepted: UInt64 = 0
     /// Accept attempts refused, by reason.
     public var rejected: [EPMDRefusalReason: UInt64] = [:]
+    /// Connections holding no registration closed to admit a new one, by reason.
+    public var evicted: [EPMDEvictionReason: UInt64] = [:]
     /// Requests served, by type.
     public var requests: [EPMDRequestKind: UInt64] = [:]
     /// Malformed or refused requests, by reason.
@@ -21,6 +23,8 @@ public struct EPMDServerStatistics: Sendable, Equatable {
     public var openConnections: Int = 0
     /// Highest number of connections open at once.
     public var peakConnections: Int = 0
+    /// The connection cap in force (0: none): the configured one, or lower after EMFILE.
+    public var connectionLimit: Int = 0
 
     public init() {}
 }
@@ -76,6 +80,17 @@ public protocol EPMDServerInstruments: Sendable {
     func registrationFailed(_ reason: NodeRegistryError)
     /// A connection was closed by the packet timeout.
     func connectionTimedOut()
+    /// A connection holding no registration was closed to admit a new one.
+    func connectionEvicted(_ reason: EPMDEvictionReason)
+    /// The connection cap in force changed (lowered after EMFILE).
+    func connectionLimitChanged(_ limit: Int)
+}
+
+extension EPMDServerInstruments {
+    /// Does nothing: for receivers written before evictions existed.
+    public func connectionEvicted(_ reason: EPMDEvictionReason) {}
+    /// Does nothing: for receivers written before the cap existed.
+    public func connectionLimitChanged(_ limit: Int) {}
 }
 
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
@@ -85,6 +100,7 @@ final class EPMDServerCounters: Sendable {
     private let timeouts = Atomic<UInt64>(0)
     let open = Atomic<Int>(0)
     private let peak = Atomic<Int>(0)
+    private let limit = Atomic<Int>(0)
     private let alive2 = Atomic<UInt64>(0)
     private let portPlease2 = Atomic<UInt64>(0)
     private let names = Atomic<UInt64>(0)
@@ -94,10 +110,14 @@ final class EPMDServerCounters: Sendable {
     private let reasons = Mutex<Reasons>(Reasons())
     private let instruments: (any EPMDServerInstruments)?
 
-    init(instruments: (any EPMDServerInstruments)?) { self.instruments = instruments }
+    init(instruments: (any EPMDServerInstruments)?, limit: Int) {
+        self.instruments = instruments
+        self.limit.store(limit, ordering: .relaxed)
+    }
 
     private struct Reasons {
         var rejected: [EPMDRefusalReason: UInt64] = [:]
+        var evicted: [EPMDEvictionReason: UInt64] = [:]
         var malformed: [EPMDMalformedReason: UInt64] = [:]
         var registrationFailures: [NodeRegistryError: UInt64] = [:]
     }
@@ -129,6 +149,16 @@ final class EPMDServerCounters: Sendable {
         self.instruments?.connectionRejected(reason)
     }
 
+    func evicted(_ reason: EPMDEvictionReason) {
+        self.reasons.withLock { $0.evicted[reason, default: 0] += 1 }
+        self.instruments?.connectionEvicted(reason)
+    }
+
+    func limitChanged(_ limit: Int) {
+        self.limit.store(limit, ordering: .relaxed)
+        self.instruments?.connectionLimitChanged(limit)
+    }
+
     func malformed(_ reason: EPMDMalformedReason) {
         self.reasons.withLock { $0.malformed[reason, default: 0] += 1 }
         self.instruments?.packetMalformed(reason)
@@ -150,6 +180,7 @@ final class EPMDServerCounters: Sendable {
         statistics.timeouts = self.timeouts.load(ordering: .relaxed)
         statistics.openConnections = self.open.load(ordering: .relaxed)
         statistics.peakConnections = self.peak.load(ordering: .relaxed)
+        statistics.connectionLimit = self.limit.load(ordering: .relaxed)
         let values: [(EPMDRequestKind, UInt64)] = [
             (.alive2, self.alive2.load(ordering: .relaxed)),
             (.portPlease2, self.portPlease2.load(ordering: .relaxed)),
@@ -161,6 +192,7 @@ final class EPMDServerCounters: Sendable {
         for (kind, value) in values where value > 0 { statistics.requests[kind] = value }
         let reasons = self.reasons.withLock { $0 }
         statistics.rejected = reasons.rejected
+        statistics.evicted = reasons.evicted
         statistics.malformed = reasons.malformed
         statistics.registrationFailures = reasons.registrationFailures
         return statistics
