@@ -1,0 +1,199 @@
+import EPMDProtocol
+import EPMDRegistry
+import Foundation
+import GatewayHTTP
+import GatewayTestSupport
+import InMemoryLogging
+import Logging
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP front while one client floods it from 127.0.0.2: idle connections, slow loris (one header
+/// byte a second), idle keep-alive connections, a full front. Probes from 127.0.0.1 (a kubelet, a load
+/// balancer) keep their answers within 1 s; the flooder's connections are refused at its share or
+/// closed at their head deadline, and each cause is counted. Small fronts and 2-second deadlines keep
+/// every case to a few seconds and a hundred connections or so (the live hostile suite does thousands).
+/// Serialized: each case holds a few hundred descriptors at once.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct HTTPFloodTests {
+    static let router = HTTPRouter(registry: NodeRegistry(), build: .init(version: "test", libmicrohttpd: "0.9.75"))
+
+    /// A request head that would complete only after its last byte.
+    static let head = Array("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+
+    static func start(
+        _ configuration: MicroHTTPDServer.Configuration,
+        logs: InMemoryLogHandler = InMemoryLogHandler()
+    ) throws -> MicroHTTPDServer {
+        try MicroHTTPDServer.started(configuration: configuration, logs: logs) { Self.router.respond(to: $0) }
+    }
+
+    /// `/livez` and `/readyz` from 127.0.0.1 answer 200 within 1 s.
+    static func expectProbesAnswer(port: UInt16, _ when: String) throws {
+        for path in ["/livez", "/readyz"] {
+            let probe = try Probe.get(path, port: port)
+            #expect(probe.status == 200, "\(path) \(when): status \(probe.status)")
+            #expect(probe.seconds < 1, "\(path) \(when): answered after \(probe.seconds) s")
+        }
+    }
+
+    /// The warning lines whose message contains `text`.
+    static func lines(_ logs: InMemoryLogHandler, _ text: String) -> [InMemoryLogHandler.Entry] {
+        logs.entries.filter { $0.level == .warning && "\($0.message)".contains(text) }
+    }
+
+    @Test("idle connections from 127.0.0.2: held to the share (refusals counted), closed at the head deadline")
+    func idleFlood() async throws {
+        let logs = InMemoryLogHandler()
+        let server = try Self.start(
+            .init(port: 0, connectionLimit: 64, connectionsPerAddress: 40, headerTimeout: 2),
+            logs: logs
+        )
+        defer { server.stop() }
+        let flood = try FloodClients(100, port: server.port)
+        // Past its share, the flooder's connections are closed at once (counted as per_address).
+        #expect(try await flood.waitUntil(within: .seconds(2)) { $0.closedCount >= 60 })
+        #expect(flood.closedCount == 60)
+        #expect(flood.received.allSatisfy { $0.isEmpty }, "a refused connection got bytes")
+        try Self.expectProbesAnswer(port: server.port, "while 40 idle connections from 127.0.0.2 are open")
+        #expect(server.connectionStatistics.refusedPerAddress == 60)
+        #expect(server.connectionStatistics.refusedAtLimit == 0)
+
+        // The 40 it kept send nothing: each is closed at its head deadline, 2 s after its connect.
+        #expect(try await flood.waitUntil(within: .seconds(6)) { $0.stillOpen.isEmpty })
+        let held = flood.lifetimes.filter { $0 > 1 }
+        #expect(held.count == 40)
+        #expect(held.allSatisfy { $0 >= 1.9 && $0 < 5 }, "lifetimes \(held)")
+        #expect(server.connectionStatistics.headerTimeouts == 40)
+        let drained = try await Poll.until(timeout: .seconds(5)) { server.connectionStatistics.open == 0 }
+        #expect(drained != nil, "connections left open: \(server.connectionStatistics)")
+
+        // The share is free again: the same address is served.
+        let again = try Probe.get("/livez", port: server.port, from: "127.0.0.2")
+        #expect(again.status == 200)
+        // One log line per cause per interval, with a count: 60 refusals, 40 late heads, two lines.
+        let refusals = Self.lines(logs, "too many connections from one address")
+        #expect(refusals.count == 1)
+        #expect(refusals.first?.metadata["address"] == "127.0.0.2")
+        #expect(Self.lines(logs, "request head not complete in time").count == 1)
+    }
+
+    @Test("slow loris from 127.0.0.2 (one header byte a second): closed at the deadline, counted; probes answer")
+    func slowLoris() async throws {
+        let server = try Self.start(.init(port: 0, connectionLimit: 64, connectionsPerAddress: 48, headerTimeout: 2))
+        defer { server.stop() }
+        let flood = try FloodClients(48, port: server.port)
+        // One byte a second each: the inactivity timeout (30 s) never fires, the head needs 41 s.
+        var sent = 0
+        while !flood.stillOpen.isEmpty && sent < 8 {
+            flood.send([Self.head[sent]])
+            sent += 1
+            try Self.expectProbesAnswer(port: server.port, "with \(flood.stillOpen.count) slow clients open")
+            _ = try await flood.waitUntil(within: .seconds(1)) { $0.stillOpen.isEmpty }
+        }
+        #expect(flood.stillOpen.isEmpty, "\(flood.stillOpen.count) slow connections still open after \(sent) s")
+        #expect(flood.lifetimes.count == 48)
+        #expect(flood.lifetimes.allSatisfy { $0 >= 1.9 && $0 < 5 }, "lifetimes \(flood.lifetimes)")
+        #expect(sent >= 2, "closed before the deadline")
+        #expect(server.connectionStatistics.headerTimeouts == 48)
+        #expect(server.connectionStatistics.refusedPerAddress == 0)
+        try Self.expectProbesAnswer(port: server.port, "after the slow clients were closed")
+    }
+
+    @Test("control: without a head deadline, the same slow loris outlives 2 s (the inactivity timeout never fires)")
+    func slowLorisWithoutDeadline() async throws {
+        let server = try Self.start(.init(port: 0, connectionLimit: 64, connectionsPerAddress: 48, headerTimeout: 0))
+        defer { server.stop() }
+        let flood = try FloodClients(8, port: server.port)
+        for index in 0..<4 {
+            flood.send([Self.head[index]])
+            _ = try await flood.waitUntil(within: .seconds(1)) { $0.closedCount > 0 }
+        }
+        #expect(flood.closedCount == 0, "closed without a deadline")
+        #expect(server.connectionStatistics.headerTimeouts == 0)
+    }
+
+    @Test("idle keep-alive connections from 127.0.0.2: closed at the deadline counted from the end of the response")
+    func idleKeepAlive() async throws {
+        let server = try Self.start(.init(port: 0, connectionLimit: 64, connectionsPerAddress: 48, headerTimeout: 2))
+        defer { server.stop() }
+        let flood = try FloodClients(48, port: server.port)
+        // The first 47 make one request each and then idle; the last makes a second one after 1.2 s.
+        flood.send(Self.head)
+        #expect(try await flood.waitUntil(within: .seconds(2)) { $0.received.allSatisfy { !$0.isEmpty } })
+        #expect(flood.received.allSatisfy { $0.starts(with: Array("HTTP/1.1 200".utf8)) })
+        #expect(flood.closedCount == 0, "a keep-alive connection was closed after its response")
+        try Self.expectProbesAnswer(port: server.port, "with 48 idle keep-alive connections open")
+        try await Task.sleep(for: .milliseconds(1200))
+        flood.look()
+        let last = flood.fds.count - 1
+        #expect(flood.closedAt[last] == nil)
+        flood.send(Self.head, to: [last])
+
+        #expect(try await flood.waitUntil(within: .seconds(5)) { $0.stillOpen == [last] })
+        #expect(flood.lifetimes.allSatisfy { $0 >= 1.9 && $0 < 5 }, "lifetimes \(flood.lifetimes)")
+        // The second request restarted its deadline: open 2.4 s after its connect, closed 2 s after its
+        // second answer.
+        #expect(Probe.occurrences(of: "HTTP/1.1 200", in: flood.received[last]) == 2, "no second answer")
+        #expect(try await flood.waitUntil(within: .seconds(4)) { $0.stillOpen.isEmpty })
+        #expect((flood.lifetimes.max() ?? 0) >= 3.1, "the second request did not restart the deadline")
+        #expect(server.connectionStatistics.headerTimeouts == 48)
+        try Self.expectProbesAnswer(port: server.port, "after the keep-alive connections were closed")
+    }
+
+    @Test("a full front: connections past the limit are refused at once and counted as limit; slots come back")
+    func fullFront() async throws {
+        let logs = InMemoryLogHandler()
+        // No share: the flooder can fill the front (16 slots), then every client is refused until the
+        // flooder's idle connections reach their deadline.
+        let server = try Self.start(
+            .init(port: 0, connectionLimit: 16, connectionsPerAddress: 0, headerTimeout: 1),
+            logs: logs
+        )
+        defer { server.stop() }
+        let flood = try FloodClients(24, port: server.port)
+        #expect(try await flood.waitUntil(within: .seconds(1)) { $0.closedCount >= 8 })
+        #expect(flood.closedCount == 8)
+        let refused = try Probe.get("/livez", port: server.port)
+        #expect(refused.status == -1 && refused.seconds < 1, "the probe was not refused at once: \(refused)")
+        #expect(server.connectionStatistics.refusedAtLimit == 9)
+        #expect(server.connectionStatistics.refusedPerAddress == 0)
+        #expect(Self.lines(logs, "connection limit reached").count == 1)
+
+        #expect(try await flood.waitUntil(within: .seconds(4)) { $0.stillOpen.isEmpty })
+        #expect(server.connectionStatistics.headerTimeouts == 16)
+        try Self.expectProbesAnswer(port: server.port, "once the flooder's connections reached their deadline")
+    }
+
+    @Test("a long-poll and an event stream are past their head: the deadline does not cut them")
+    func suspendedConnections() async throws {
+        let (router, registry) = EventStreamTests.router()
+        let server = try MicroHTTPDServer.started(
+            configuration: .init(port: 0, heartbeatSeconds: 1, headerTimeout: 1),
+            longPoll: { router.longPollWait(for: $0) },
+            events: router,
+            handler: { router.respond(to: $0) }
+        )
+        defer { server.stop() }
+        registry.addChangeObserver { server.generationChanged($0.id) }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let waiting = try RawHTTP.send(port: server.port, "/v1/nodes?index=0&wait=3")
+        defer { close(waiting) }
+        let stream = try WireClient.connect(port: server.port)
+        defer { close(stream) }
+        WireClient.send(stream, Array("GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+
+        // 2.5 s: past the head deadline (1 s) of both, the stream gets its heartbeats and stays open.
+        let streamed = await WireClient.collect(stream, for: .milliseconds(2500))
+        #expect(streamed.ending == .open, "the event stream was closed: \(streamed)")
+        #expect(EventStreamTests.text(streamed.bytes).contains(": ping"))
+        // The long-poll is answered when its wait ends, not cut at 1 s.
+        let answer = await WireClient.collect(waiting, for: .seconds(5))
+        #expect(EventStreamTests.text(answer.bytes).hasPrefix("HTTP/1.1 200"))
+        #expect(started.duration(to: clock.now) >= .milliseconds(2900))
+        #expect(server.connectionStatistics.headerTimeouts == 0)
+    }
+}
