@@ -17,7 +17,9 @@ import Glibc
 
     final class Events: Sendable {
         let seen = Mutex<[HTTPConnectionEvent: Int]>([:])
-        func record(_ event: HTTPConnectionEvent, _ count: Int) { self.seen.withLock { $0[event, default: 0] += count } }
+        func record(_ event: HTTPConnectionEvent, _ count: Int) {
+            self.seen.withLock { $0[event, default: 0] += count }
+        }
         subscript(_ event: HTTPConnectionEvent) -> Int { self.seen.withLock { $0[event, default: 0] } }
     }
 
@@ -72,7 +74,9 @@ import Glibc
         #expect(warnings.count { $0.contains("connection limit reached") } == 1)
     }
 
-    @Test("a reservation libmicrohttpd never started (it failed after the policy) is released at the thread's next accept")
+    @Test(
+        "a reservation libmicrohttpd never started (it failed after the policy) is released at the thread's next accept"
+    )
     func staleReservation() {
         let table = Self.table(connections: 2, perAddress: 1)
         #expect(table.admit(Self.first, thread: 7) == nil)

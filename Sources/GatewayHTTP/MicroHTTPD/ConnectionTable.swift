@@ -224,7 +224,7 @@ final class ConnectionTable: Sendable {
                 if let deadline = state.entries.values[index].deadline {
                     if deadline <= now {
                         // Under the lock `closed` takes: the socket is still open (see the type's comment).
-                        _ = shutdown(state.entries.values[index].fd, Int32(SHUT_RDWR))
+                        _ = shutdown(state.entries.values[index].fd, Int32(truncatingIfNeeded: SHUT_RDWR))
                         state.entries.values[index].deadline = nil
                         state.entries.values[index].shut = true
                         expired += 1
@@ -253,7 +253,7 @@ final class ConnectionTable: Sendable {
     }
 
     /// The calling thread's id (a `pthread_t`), the key of its reservation.
-    static var currentThread: UInt { UInt(pthread_self()) }
+    static var currentThread: UInt { UInt(truncatingIfNeeded: pthread_self()) }
 
     // MARK: - The deadline thread
 

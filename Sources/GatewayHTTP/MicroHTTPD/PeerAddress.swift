@@ -18,8 +18,9 @@ struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     init(ipv4 bytes: (UInt8, UInt8, UInt8, UInt8)) {
         self.high = 0
         self.low =
-            0x0000_FFFF_0000_0000 | UInt64(bytes.0) << 24 | UInt64(bytes.1) << 16 | UInt64(bytes.2) << 8
-            | UInt64(bytes.3)
+            0x0000_FFFF_0000_0000 | UInt64(truncatingIfNeeded: bytes.0) << 24 | UInt64(truncatingIfNeeded: bytes.1)
+            << 16
+            | UInt64(truncatingIfNeeded: bytes.2) << 8 | UInt64(truncatingIfNeeded: bytes.3)
     }
 
     /// The IPv6 address of 16 bytes, network order.
@@ -28,9 +29,9 @@ struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
         var low: UInt64 = 0
         for (index, byte) in bytes.prefix(16).enumerated() {
             if index < 8 {
-                high = high << 8 | UInt64(byte)
+                high = high << 8 | UInt64(truncatingIfNeeded: byte)
             } else {
-                low = low << 8 | UInt64(byte)
+                low = low << 8 | UInt64(truncatingIfNeeded: byte)
             }
         }
         self.high = high
@@ -40,13 +41,13 @@ struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address of a socket address libmicrohttpd hands over; nil for a family other than IPv4
     /// and IPv6, or a length too short for its family.
     init?(_ address: UnsafePointer<sockaddr>, length: socklen_t) {
-        let family = Int32(address.pointee.sa_family)
-        if family == AF_INET, Int(length) >= MemoryLayout<sockaddr_in>.size {
+        let family = Int32(truncatingIfNeeded: address.pointee.sa_family)
+        if family == AF_INET, Int(truncatingIfNeeded: length) >= MemoryLayout<sockaddr_in>.size {
             let host = UnsafeRawPointer(address).loadUnaligned(as: sockaddr_in.self).sin_addr.s_addr
             // `s_addr` is in network order: its first byte in memory is the first of the dotted four.
             let bytes = withUnsafeBytes(of: host) { ($0[0], $0[1], $0[2], $0[3]) }
             self.init(ipv4: bytes)
-        } else if family == AF_INET6, Int(length) >= MemoryLayout<sockaddr_in6>.size {
+        } else if family == AF_INET6, Int(truncatingIfNeeded: length) >= MemoryLayout<sockaddr_in6>.size {
             var host = UnsafeRawPointer(address).loadUnaligned(as: sockaddr_in6.self).sin6_addr
             self = withUnsafeBytes(of: &host) { PeerAddress(ipv6: $0) }
         } else {
@@ -70,8 +71,8 @@ struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
                 raw[8 + index] = UInt8(truncatingIfNeeded: self.low >> (56 - 8 * index))
             }
         }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        guard inet_ntop(AF_INET6, &host, &text, socklen_t(text.count)) != nil else { return "?" }
+        var text = [CChar](repeating: 0, count: Int(truncatingIfNeeded: INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, &host, &text, socklen_t(truncatingIfNeeded: text.count)) != nil else { return "?" }
         return text.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: UInt8.self) { bytes in
                 String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
