@@ -304,27 +304,28 @@ final class ConnectionTable: Sendable {
             if let line = self.logLimiter.occurred(event.rawValue, now: now) { due += line }
         }
         guard due > 0 else { return }
+        // The count and the address go in the text too: the epmd-style log handler prints no metadata.
+        let text: String
+        let metadata: Logger.Metadata
         switch event {
         case .refusedPerAddress:
-            self.logger.warning(
-                "HTTP connection refused: too many connections from one address",
-                metadata: [
-                    "address": "\(peer.map(String.init(describing:)) ?? "?")",
-                    "limit": "\(self.limits.perAddress)", "refused": "\(due)",
-                ]
-            )
+            let address = peer.map(String.init(describing:)) ?? "?"
+            text =
+                "HTTP connection refused: too many connections from one address (\(address), share "
+                + "\(self.limits.perAddress)); \(due) refused since the last line"
+            metadata = ["address": "\(address)", "limit": "\(self.limits.perAddress)", "refused": "\(due)"]
         case .refusedAtLimit:
-            self.logger.warning(
-                "HTTP connection refused: connection limit reached",
-                metadata: ["limit": "\(self.limits.connections)", "refused": "\(due)"]
-            )
+            text =
+                "HTTP connection refused: connection limit reached (\(self.limits.connections)); \(due) refused "
+                + "since the last line"
+            metadata = ["limit": "\(self.limits.connections)", "refused": "\(due)"]
         case .headerTimeout:
-            self.logger.warning(
-                "HTTP connection closed: request head not complete in time",
-                metadata: [
-                    "seconds": "\(self.limits.headerTimeout / 1_000_000_000)", "closed": "\(due)",
-                ]
-            )
+            let seconds = self.limits.headerTimeout / 1_000_000_000
+            text =
+                "HTTP connection closed: request head not complete in time (\(seconds) s); \(due) closed since "
+                + "the last line"
+            metadata = ["seconds": "\(seconds)", "closed": "\(due)"]
         }
+        self.logger.warning("\(text)", metadata: metadata)
     }
 }
