@@ -148,13 +148,17 @@ import Glibc
         try Self.expectProbesAnswer(port: server.port, "after the keep-alive connections were closed")
     }
 
-    @Test("a full front: connections past the limit are refused at once and counted as limit; slots come back")
-    func fullFront() async throws {
+    @Test(
+        "a full front: connections past the limit are refused at once and counted as limit; slots come back",
+        arguments: [1, 3]
+    )
+    func fullFront(threads: Int) async throws {
         let logs = InMemoryLogHandler()
         // No share: the flooder can fill the front (16 slots), then every client is refused until the
-        // flooder's idle connections reach their deadline.
+        // flooder's idle connections reach their deadline. With a pool of threads too: each worker
+        // accepts on its own, the limit is the front's.
         let server = try Self.start(
-            .init(port: 0, connectionLimit: 16, connectionsPerAddress: 0, headerTimeout: 1),
+            .init(port: 0, threads: threads, connectionLimit: 16, connectionsPerAddress: 0, headerTimeout: 1),
             logs: logs
         )
         defer { server.stop() }
