@@ -1,13 +1,15 @@
 import Foundation
+import GatewayHTTP
 import GatewayTestSupport
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The sockets one flooding client holds (from its own loopback address, 127.0.0.2 by default), and when
-/// the server closed each: for the tests of the HTTP front under abuse. Nothing here blocks: the sockets
-/// are looked at with `poll(2)` without waiting, the tests sleep with `Task.sleep` in between.
+/// the server closed each: for the tests of the HTTP front under abuse. The sockets are looked at with
+/// `poll(2)` without waiting; the tests sleep with `Task.sleep` in between, or block for short phases.
 final class FloodClients {
     let clock = ContinuousClock()
     private(set) var fds: [Int32] = []
@@ -84,6 +86,18 @@ final class FloodClients {
         }
     }
 
+    /// `waitUntil` blocking the calling thread: for the short phases whose timing a test asserts, which
+    /// must not wait for the concurrency pool to resume them (on a loaded machine that takes seconds).
+    func blockingWaitUntil(within limit: Duration, _ condition: (FloodClients) -> Bool) -> Bool {
+        let deadline = self.clock.now.advanced(by: limit)
+        while true {
+            self.look()
+            if condition(self) { return true }
+            if self.clock.now >= deadline { return false }
+            usleep(10_000)
+        }
+    }
+
     /// Looks every `interval` until `condition` holds or `limit` passes; true if it held.
     func waitUntil(
         within limit: Duration,
@@ -128,5 +142,23 @@ enum Probe {
         let needle = Array(pattern.utf8)
         guard !needle.isEmpty, bytes.count >= needle.count else { return 0 }
         return (0...(bytes.count - needle.count)).count { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+}
+
+/// When the server counted each refusal and late head (its own clock, on its own threads): the
+/// deadlines are checked against these, not against when a test task got round to looking.
+final class ServerEvents: Sendable {
+    private let seen = Mutex<[(event: HTTPConnectionEvent, count: Int, at: ContinuousClock.Instant)]>([])
+
+    func record(_ event: HTTPConnectionEvent, _ count: Int) {
+        let now = ContinuousClock().now
+        self.seen.withLock { $0.append((event, count, now)) }
+    }
+
+    /// The times of `event`, one per connection.
+    func times(_ event: HTTPConnectionEvent) -> [ContinuousClock.Instant] {
+        self.seen.withLock { seen in
+            seen.filter { $0.event == event }.flatMap { Array(repeating: $0.at, count: $0.count) }
+        }
     }
 }

@@ -25,11 +25,9 @@ enum MicroHTTPDCallbacks {
             // request, or that carries a body, is answered now and its connection closed; otherwise
             // wait for the end of the request.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
-            Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue().connections.headComplete(
-                connection: Self.address(connection)
-            )
+            let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+            context.connections.headComplete(connection: Self.address(connection))
             if let refusal = RequestFraming.check(connection, version: version) {
-                let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
                 var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
                 response.headers.append(("Connection", "close"))
                 return Self.queue(response, on: connection, context: context, started: 0)
