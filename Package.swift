@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "GatewayHTTP",
             dependencies: [
-                "CMicroHTTPD", "EPMDPosix", "EPMDProtocol", "EPMDRegistry",
+                "CMicroHTTPD", "EPMDLogging", "EPMDPosix", "EPMDProtocol", "EPMDRegistry",
                 .product(name: "Logging", package: "swift-log"),
             ],
             // The status page and the contract, embedded in the binary at build time. `openapi.yaml` and

@@ -138,6 +138,11 @@ public enum EPMDArguments {
             options.httpConnections = count
             return true
         },
+        "--http-header-timeout": LongOption(environment: "EPMD_GATEWAY_HTTP_HEADER_TIMEOUT") { value, options in
+            guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
+            options.httpHeaderTimeout = seconds
+            return true
+        },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
@@ -257,10 +262,14 @@ public enum EPMDArguments {
             --http-connections-per-address N
                                 HTTP connections at once from one peer address, loopback
                                 included (EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS; default
-                                128; 0: no limit but the front's 1024).
+                                128; 0: no limit but --http-connections).
             --http-connections N
                                 HTTP connections at once (EPMD_GATEWAY_HTTP_CONNECTIONS;
                                 default: 1/32 of the descriptor limit, 32 to 1024).
+            --http-header-timeout S
+                                Seconds an HTTP connection has to send a whole request head,
+                                from connect and after each response; then it is closed
+                                (EPMD_GATEWAY_HTTP_HEADER_TIMEOUT; default 10; 0: none).
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
             --max-connections N epmd-port connections at once, registrations included
                                 (EPMD_GATEWAY_MAX_CONNECTIONS; default: the descriptor limit

@@ -28,6 +28,9 @@ public struct EPMDOptions: Equatable, Sendable {
     /// `--http-connections-per-address` / `EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS`: HTTP connections at
     /// once from one peer address (0: no per-address limit).
     public var httpConnectionsPerAddress = 128
+    /// `--http-header-timeout` / `EPMD_GATEWAY_HTTP_HEADER_TIMEOUT`: seconds an HTTP connection has to
+    /// deliver a whole request head, from accept and after each response (0: no deadline).
+    public var httpHeaderTimeout = 10
     /// `--shutdown-grace` / `EPMD_GATEWAY_SHUTDOWN_GRACE`: seconds between SIGTERM (readiness turns
     /// 503) and the exit, for load balancers to notice.
     public var shutdownGrace = 0

@@ -228,7 +228,8 @@ public final class Gateway: Sendable {
             threads: self.options.httpThreads,
             connectionLimit: self.descriptorBudget.http,
             maxWatchers: self.options.maxWatchers,
-            connectionsPerAddress: self.options.httpConnectionsPerAddress
+            connectionsPerAddress: self.options.httpConnectionsPerAddress,
+            headerTimeout: self.options.httpHeaderTimeout
         )
         do {
             let http = MicroHTTPDServer(
@@ -237,11 +238,19 @@ public final class Gateway: Sendable {
                 longPoll: { router.longPollWait(for: $0) },
                 events: router,
                 observer: { metrics.http.httpRequest(routeIndex: $0, status: $1, seconds: $2) },
+                connectionObserver: { event, count in
+                    switch event {
+                    case .refusedPerAddress: metrics.http.connections.refused(.perAddress, count: count)
+                    case .refusedAtLimit: metrics.http.connections.refused(.limit, count: count)
+                    case .headerTimeout: metrics.http.connections.headerTimedOut(count: count)
+                    }
+                },
                 handler: { router.respond(to: $0) }
             )
             try http.start()
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
+            metrics.http.connections.readOpen { [weak http] in http?.connectionStatistics.open ?? 0 }
             metrics.http.httpFrontStarted(true)
             self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)")
             self.http.withLock { $0 = http }

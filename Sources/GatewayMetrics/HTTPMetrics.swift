@@ -7,7 +7,7 @@ import Synchronization
 /// on libmicrohttpd's threads), whether the front listens, and the event watchers read at scrape time.
 ///
 /// Families: `http_requests_total{route,code}`, `http_request_duration_seconds{route}`,
-/// `epmd_gateway_http_up`, `epmd_event_watchers`. The HTTP series appear on first use, both label
+/// `epmd_gateway_http_up`, `epmd_event_watchers`, and the connection families of ``connections``. The HTTP series appear on first use, both label
 /// values from bounded sets. A request finds its series by array index: the route's index in the label
 /// list given at init, and a slot for each status code the API answers (``slotCodes``), in a table made
 /// at init whose counters are made once (one atomic load per request after that), and the route's
@@ -29,6 +29,8 @@ public final class HTTPMetrics: Sendable {
     private let eventWatchers: Gauge
     private let eventWatcherSource = Mutex<(@Sendable () -> Int)?>(nil)
     private let logger: Logger
+    /// Connections open, refused at accept, closed for a late request head.
+    public let connections: HTTPConnectionMetrics
 
     /// The status codes with a slot of their own: every code the API and the daemon answer with.
     static let slotCodes = [200, 304, 400, 404, 405, 406, 414, 431, 500, 503]
@@ -96,6 +98,7 @@ public final class HTTPMetrics: Sendable {
             descriptor: GatewayMetrics.descriptor("epmd_event_watchers", "Clients watching registry events now."),
             labels: []
         )
+        self.connections = HTTPConnectionMetrics(collectors: collectors)
     }
 
     /// Counts one answered HTTP request. Pass it as `MicroHTTPDServer`'s observer.
@@ -159,6 +162,7 @@ public final class HTTPMetrics: Sendable {
     func scrape(eventWatchers: Int?) {
         let watchers = eventWatchers ?? self.eventWatcherSource.withLock { $0 }?() ?? 0
         self.eventWatchers.set(to: Double(watchers))
+        self.connections.scrape()
     }
 }
 

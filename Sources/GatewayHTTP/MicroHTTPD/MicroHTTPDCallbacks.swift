@@ -21,11 +21,13 @@ enum MicroHTTPDCallbacks {
     static let access: MHD_AccessHandlerCallback = { cls, connection, url, method, version, _, uploadSize, state in
         guard let cls, let connection, let url, let method, let uploadSize, let state else { return .NO }
         if state.pointee == nil {
-            // First call: headers only. A head that could smuggle a request, or that carries a body, is
-            // answered now and its connection closed; otherwise wait for the end of the request.
+            // First call: headers only, so the head met its deadline. A head that could smuggle a
+            // request, or that carries a body, is answered now and its connection closed; otherwise
+            // wait for the end of the request.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
+            let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+            context.connections.headComplete(connection: Self.address(connection))
             if let refusal = RequestFraming.check(connection, version: version) {
-                let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
                 var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
                 response.headers.append(("Connection", "close"))
                 return Self.queue(response, on: connection, context: context, started: 0)
@@ -175,13 +177,47 @@ enum MicroHTTPDCallbacks {
         return MHD_queue_response(connection, 200, response)
     }
 
-    /// Requests carry no allocated state; a long-poll that was suspended leaves the count shutdown waits on.
-    static let completed: MHD_RequestCompletedCallback = { cls, _, state, _ in
+    /// Requests carry no allocated state; a long-poll that was suspended leaves the count shutdown waits
+    /// on. On a kept-alive connection the next request head's deadline starts now.
+    static let completed: MHD_RequestCompletedCallback = { cls, connection, state, _ in
+        guard let cls else { return }
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        if let connection { context.connections.requestCompleted(connection: Self.address(connection)) }
         guard let state else { return }
-        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.waitedMarker), let cls {
-            Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue().suspended.leave()
+        if state.pointee == UnsafeMutableRawPointer(bitPattern: Self.waitedMarker) {
+            context.suspended.leave()
         }
         state.pointee = nil
+    }
+
+    /// libmicrohttpd's accept policy: the per-address share and the connection limit, refusals counted.
+    static let acceptPolicy: MHD_AcceptPolicyCallback = { cls, address, length in
+        guard let cls else { return .YES }
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        let peer = address.flatMap { PeerAddress($0, length: length) }
+        return context.connections.admit(peer, thread: ConnectionTable.currentThread) == nil ? .YES : .NO
+    }
+
+    /// `MHD_OPTION_NOTIFY_CONNECTION`: a connection started (its head's deadline starts) or is about to
+    /// be closed (called before libmicrohttpd closes its socket).
+    static let connection: MHD_NotifyConnectionCallback = { cls, connection, _, code in
+        guard let cls, let connection else { return }
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        switch code {
+        case .CONNECTION_NOTIFY_STARTED:
+            context.connections.started(
+                connection: Self.address(connection),
+                fd: cmhd_connection_fd(connection),
+                thread: ConnectionTable.currentThread
+            )
+        case .CONNECTION_NOTIFY_CLOSED:
+            context.connections.closed(connection: Self.address(connection))
+        }
+    }
+
+    /// A connection's address, its key in the connection table.
+    private static func address(_ connection: OpaquePointer) -> UInt {
+        UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(connection)))
     }
 }
 

@@ -17,7 +17,8 @@ public struct MicroHTTPDError: Error, Equatable, Sendable, CustomStringConvertib
 }
 
 /// A libmicrohttpd daemon: epoll on internal threads (a pool of `threads`), suspend/resume allowed,
-/// a connection limit and a connection timeout always set. Every request is copied into an
+/// a connection limit, a per-address share, a deadline for each request head and an inactivity
+/// timeout (``ConnectionTable`` enforces the first three and counts what they refuse or close). Every request is copied into an
 /// `HTTPRequest` value, handed to `handler` (which must not block), and its `HTTPResponse` copied back.
 /// No Swift error or trap crosses into C: the handler is non-throwing and nothing here unwraps by force.
 public final class MicroHTTPDServer: Sendable {
@@ -29,13 +30,18 @@ public final class MicroHTTPDServer: Sendable {
         public var port: UInt16
         /// Worker threads, each with its own epoll set (1 = one internal thread).
         public var threads: Int
-        /// Concurrent connections accepted.
+        /// Concurrent connections accepted; past it, a new connection is refused at accept (closed at
+        /// once, counted, logged).
         public var connectionLimit: Int
-        /// Seconds an idle connection is kept.
+        /// Seconds an idle connection is kept (libmicrohttpd's inactivity timeout).
         public var connectionTimeout: Int
         /// Connections at once from one peer address (loopback like any other); 0: no limit of its
         /// own. One client then cannot take every slot: probes from other addresses get through.
         public var connectionsPerAddress: Int
+        /// Seconds a connection has to deliver a whole request head, from accept and, on a kept-alive
+        /// connection, from the end of the previous response; then it is closed, however steadily the
+        /// head trickles in (slowloris). 0: no deadline, only the inactivity timeout.
+        public var headerTimeout: Int
         /// `/v1/events` streams at once; past it, 503 with `Retry-After`.
         public var maxWatchers: Int
         /// Seconds between heartbeat comments on an idle event stream (under `connectionTimeout`).
@@ -49,7 +55,8 @@ public final class MicroHTTPDServer: Sendable {
             connectionTimeout: Int = 30,
             maxWatchers: Int = 256,
             heartbeatSeconds: Int = 15,
-            connectionsPerAddress: Int = 128
+            connectionsPerAddress: Int = 128,
+            headerTimeout: Int = 10
         ) {
             self.address = address
             self.port = port
@@ -59,6 +66,7 @@ public final class MicroHTTPDServer: Sendable {
             self.maxWatchers = maxWatchers
             self.heartbeatSeconds = heartbeatSeconds
             self.connectionsPerAddress = connectionsPerAddress
+            self.headerTimeout = headerTimeout
         }
     }
 
@@ -86,6 +94,9 @@ public final class MicroHTTPDServer: Sendable {
     ///   - observer: told the route (the response's `routeIndex`: an index into the route labels the
     ///     observer knows, `HTTPRoute.allCases` for the gateway), status and seconds of every answered
     ///     request (for metrics); called on libmicrohttpd's threads, so it must be quick.
+    ///   - connectionObserver: told each connection refused at accept and each one closed for a late
+    ///     request head, with a count (for metrics); called on libmicrohttpd's threads and the
+    ///     head-deadline thread, so it must be quick.
     ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
     public init(
         configuration: Configuration,
@@ -93,6 +104,7 @@ public final class MicroHTTPDServer: Sendable {
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)? = { _ in nil },
         events: (any EventStreamSource)? = nil,
         observer: (@Sendable (_ routeIndex: Int, _ status: Int, _ seconds: Double) -> Void)? = nil,
+        connectionObserver: (@Sendable (HTTPConnectionEvent, _ count: Int) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) {
         self.configuration = configuration
@@ -102,6 +114,7 @@ public final class MicroHTTPDServer: Sendable {
             longPoll: longPoll,
             events: events,
             observer: observer,
+            connectionObserver: connectionObserver,
             logger: logger,
             configuration: configuration
         )
@@ -127,9 +140,11 @@ public final class MicroHTTPDServer: Sendable {
             for wakeup in self.context.wakeups { try wakeup.open() }
             try self.context.waiters.start()
             try self.context.streams.start()
+            try self.context.connections.start()
         } catch {
             self.context.waiters.stop()
             self.context.streams.stop()
+            self.context.connections.stop()
             throw MicroHTTPDError(message: "cannot start the HTTP front's threads: \(error)")
         }
         let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
@@ -139,24 +154,41 @@ public final class MicroHTTPDServer: Sendable {
         let context = Unmanaged.passRetained(self.context).toOpaque()
         let started = withUnsafeMutablePointer(to: &storage) { address in
             var options = MicroHTTPDOptions()
-            options.add(.CONNECTION_LIMIT, value: max(configuration.connectionLimit, 1))
+            // The accept policy enforces `connectionLimit` and the per-address share itself, so that
+            // each refusal is counted: libmicrohttpd's own checks (its connection limit,
+            // MHD_OPTION_PER_IP_CONNECTION_LIMIT, not set) run before the policy and refuse silently.
+            // Its limit is set above ours, by one per thread: with a pool, a worker may admit one
+            // connection while another is between a close notification and its own count going
+            // down. At its own limit libmicrohttpd stops polling the listener (clients then wait in
+            // the backlog, unanswered), which the policy's refusals keep from happening.
+            options.add(
+                .CONNECTION_LIMIT,
+                value: max(configuration.connectionLimit, 1) + max(configuration.threads, 1)
+            )
             options.add(.CONNECTION_TIMEOUT, value: max(configuration.connectionTimeout, 1))
             options.add(.NOTIFY_COMPLETED, callback: MicroHTTPDCallbacks.completed, context: context)
-            if configuration.connectionsPerAddress > 0 {
-                options.add(.PER_IP_CONNECTION_LIMIT, value: configuration.connectionsPerAddress)
-            }
+            options.add(.NOTIFY_CONNECTION, callback: MicroHTTPDCallbacks.connection, context: context)
             if configuration.threads > 1 {
                 options.add(.THREAD_POOL_SIZE, value: configuration.threads)
             }
             options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
             return options.withTerminated { items in
-                cmhd_start(flags, configuration.port, nil, nil, MicroHTTPDCallbacks.access, context, items)
+                cmhd_start(
+                    flags,
+                    configuration.port,
+                    MicroHTTPDCallbacks.acceptPolicy,
+                    context,
+                    MicroHTTPDCallbacks.access,
+                    context,
+                    items
+                )
             }
         }
         guard let started else {
             let reason = String(cString: strerror(errno))
             self.context.waiters.stop()
             self.context.streams.stop()
+            self.context.connections.stop()
             Unmanaged<CallbackContext>.fromOpaque(context).release()
             throw MicroHTTPDError(
                 message: "cannot listen for HTTP on \(configuration.address) port \(configuration.port): \(reason)"
@@ -194,6 +226,9 @@ public final class MicroHTTPDServer: Sendable {
     /// Connections suspended now (long-polls waiting, event streams open), counted until each completes.
     public var suspendedConnections: Int { self.context.suspended.current }
 
+    /// Connections open now, and the refusals and late heads counted since the start.
+    public var connectionStatistics: HTTPConnectionStatistics { self.context.connections.statistics }
+
     /// The linked libmicrohttpd's version, e.g. `0.9.75`.
     public static var libraryVersion: String {
         guard let text = MHD_get_version() else { return "unknown" }
@@ -218,6 +253,7 @@ public final class MicroHTTPDServer: Sendable {
             // Never started (or started and failed): the helper threads, if any, end too.
             self.context.waiters.stop()
             self.context.streams.stop()
+            self.context.connections.stop()
             return
         }
         self.context.stopping.store(true, ordering: .releasing)
@@ -231,6 +267,8 @@ public final class MicroHTTPDServer: Sendable {
             )
         }
         MHD_stop_daemon(daemon)
+        // After the daemon: it closed every connection (each removed from the table under its lock).
+        self.context.connections.stop()
         Unmanaged.passUnretained(self.context).release()
         self.logger.info("HTTP daemon stopped", metadata: ["port": "\(running.port)"])
     }
@@ -278,6 +316,8 @@ final class CallbackContext: Sendable {
     let suspended: SuspendedConnections
     let waiters: LongPollWaiters
     let streams: EventStreams
+    /// Every open connection: the accept policy's counts and the request heads' deadlines.
+    let connections: ConnectionTable
     /// The eventfds the helpers sleep on, made by `start`.
     let wakeups: [Wakeup]
     /// Set by `stop`: no request is suspended any more.
@@ -288,6 +328,7 @@ final class CallbackContext: Sendable {
         longPoll: @escaping @Sendable (HTTPRequest) -> (index: UInt64, seconds: Int)?,
         events: (any EventStreamSource)?,
         observer: (@Sendable (Int, Int, Double) -> Void)?,
+        connectionObserver: (@Sendable (HTTPConnectionEvent, Int) -> Void)?,
         logger: Logger,
         configuration: MicroHTTPDServer.Configuration
     ) {
@@ -301,7 +342,7 @@ final class CallbackContext: Sendable {
         }
         self.observer = observer
         self.logger = logger
-        self.wakeups = [Wakeup(), Wakeup(), Wakeup()]
+        self.wakeups = [Wakeup(), Wakeup(), Wakeup(), Wakeup()]
         self.suspended = SuspendedConnections(changed: self.wakeups[0])
         self.waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1), wake: self.wakeups[1])
         self.streams = EventStreams(
@@ -309,6 +350,16 @@ final class CallbackContext: Sendable {
             heartbeatSeconds: configuration.heartbeatSeconds,
             wake: self.wakeups[2],
             suspended: self.suspended
+        )
+        self.connections = ConnectionTable(
+            limits: .init(
+                connections: max(configuration.connectionLimit, 1),
+                perAddress: max(configuration.connectionsPerAddress, 0),
+                headerTimeout: UInt64(clamping: min(max(configuration.headerTimeout, 0), 86_400)) * 1_000_000_000
+            ),
+            wake: self.wakeups[3],
+            logger: logger,
+            observer: connectionObserver
         )
     }
 }
