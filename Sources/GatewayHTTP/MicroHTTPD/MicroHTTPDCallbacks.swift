@@ -24,8 +24,11 @@ enum MicroHTTPDCallbacks {
             // First call: headers only. A head that could smuggle a request, or that carries a body, is
             // answered now and its connection closed; otherwise wait for the end of the request.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
+            let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+            if context.verifiesClients, let refusal = Self.untrustedClient(connection, context: context) {
+                return Self.queue(refusal, on: connection, context: context, started: 0)
+            }
             if let refusal = RequestFraming.check(connection, version: version) {
-                let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
                 var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
                 response.headers.append(("Connection", "close"))
                 return Self.queue(response, on: connection, context: context, started: 0)
