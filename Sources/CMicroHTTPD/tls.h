@@ -28,7 +28,7 @@ enum cmhd_peer_verdict {
 
 /// Checks the connection's client certificate against the trust list libmicrohttpd loaded from
 /// MHD_OPTION_HTTPS_MEM_TRUST (the daemon's credentials, which the session uses).
-static inline int cmhd_verify_peer(struct MHD_Connection *connection) {
+static inline enum cmhd_peer_verdict cmhd_verify_peer(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (info == NULL || info->tls_session == NULL) {
         return CMHD_PEER_NO_SESSION;

@@ -121,6 +121,22 @@ public enum EPMDArguments {
             options.httpConnectionsPerAddress = count
             return true
         },
+        "--http-tls-cert": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_CERT") { value, options in
+            options.httpTLSCertificateFile = value
+            return !value.isEmpty
+        },
+        "--http-tls-key": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_KEY") { value, options in
+            options.httpTLSKeyFile = value
+            return !value.isEmpty
+        },
+        "--http-tls-client-ca": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_CLIENT_CA") { value, options in
+            options.httpTLSClientCAFile = value
+            return !value.isEmpty
+        },
+        "--admin-token-file": LongOption(environment: "EPMD_GATEWAY_ADMIN_TOKEN_FILE") { value, options in
+            options.adminTokenFile = value
+            return !value.isEmpty
+        },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
@@ -241,6 +257,18 @@ public enum EPMDArguments {
                                 HTTP connections at once from one peer address, loopback
                                 included (EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS; default
                                 128; 0: no limit but the front's 1024).
+            --http-tls-cert FILE
+                                Serve HTTPS with this PEM certificate (chain)
+                                (EPMD_GATEWAY_HTTP_TLS_CERT; needs --http-tls-key).
+            --http-tls-key FILE Its PEM private key (EPMD_GATEWAY_HTTP_TLS_KEY).
+            --http-tls-client-ca FILE
+                                Mutual TLS: clients must present a certificate signed by
+                                this PEM CA, or get 403 (EPMD_GATEWAY_HTTP_TLS_CLIENT_CA).
+            --admin-token-file FILE
+                                Turn the admin API on (DELETE /v1/nodes/NAME forcibly
+                                unregisters), with the bearer token in FILE, which only its
+                                owner may access (EPMD_GATEWAY_ADMIN_TOKEN_FILE; default off:
+                                every mutating method answers 405).
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
             --shutdown-grace S  Seconds between SIGTERM and exit while /readyz answers 503
                                 (EPMD_GATEWAY_SHUTDOWN_GRACE; default 0).

@@ -42,6 +42,16 @@ public struct EPMDOptions: Equatable, Sendable {
     public var metricsNodeInfo = false
     /// `--names-local-only` / `EPMD_GATEWAY_NAMES_LOCAL_ONLY`: NAMES only from local peers.
     public var namesLocalOnly = false
+    /// `--http-tls-cert` / `EPMD_GATEWAY_HTTP_TLS_CERT`: PEM certificate (chain) file; with the key, HTTPS.
+    public var httpTLSCertificateFile: String?
+    /// `--http-tls-key` / `EPMD_GATEWAY_HTTP_TLS_KEY`: its PEM private key file.
+    public var httpTLSKeyFile: String?
+    /// `--http-tls-client-ca` / `EPMD_GATEWAY_HTTP_TLS_CLIENT_CA`: PEM CA file; HTTPS clients must
+    /// present a certificate it signed (mutual TLS).
+    public var httpTLSClientCAFile: String?
+    /// `--admin-token-file` / `EPMD_GATEWAY_ADMIN_TOKEN_FILE`: turns the admin API on, with the
+    /// bearer token in this file (readable by its owner only).
+    public var adminTokenFile: String?
 
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370

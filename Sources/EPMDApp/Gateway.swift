@@ -70,6 +70,8 @@ public final class Gateway: Sendable {
     private let http = Mutex<MicroHTTPDServer?>(nil)
     /// Wakes `run()`: by `shutdown()`, and when the loop thread ends.
     private let wake: WakeEvent
+    /// TLS and the admin token for the HTTP front, read at build.
+    private let security: HTTPSecurity
 
     private init(
         options: EPMDOptions,
@@ -78,7 +80,8 @@ public final class Gateway: Sendable {
         registry: NodeRegistry,
         metrics: GatewayMetrics,
         server: EPMDServer,
-        wake: WakeEvent
+        wake: WakeEvent,
+        security: HTTPSecurity
     ) {
         self.options = options
         self.environment = environment
@@ -87,6 +90,7 @@ public final class Gateway: Sendable {
         self.metrics = metrics
         self.server = server
         self.wake = wake
+        self.security = security
         self.lifecycle = Lifecycle(logger: logger)
     }
 
@@ -212,18 +216,21 @@ public final class Gateway: Sendable {
     /// port runs on without HTTP.
     private func startHTTPFront() {
         let (registry, server, metrics, lifecycle) = (self.registry, self.server, self.metrics, self.lifecycle)
+        let admin = self.security.adminToken.map { Self.adminAPI(token: $0, server: server, metrics: metrics) }
         let router = HTTPRouter(
             registry: registry,
             build: .init(version: EPMDApplication.version, libmicrohttpd: MicroHTTPDServer.libraryVersion),
             isReady: { Self.isReady(lifecycle, server) },
-            metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) }
+            metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) },
+            admin: admin
         )
         let configuration = MicroHTTPDServer.Configuration(
             address: self.options.httpAddress,
             port: UInt16(truncatingIfNeeded: self.options.httpPort),
             threads: self.options.httpThreads,
             maxWatchers: self.options.maxWatchers,
-            connectionsPerAddress: self.options.httpConnectionsPerAddress
+            connectionsPerAddress: self.options.httpConnectionsPerAddress,
+            tls: self.security.tls
         )
         do {
             let http = MicroHTTPDServer(
@@ -238,12 +245,33 @@ public final class Gateway: Sendable {
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.httpFrontStarted(true)
-            self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)")
+            self.logger.info(
+                "HTTP front on \(self.options.httpAddress) port \(http.port)\(self.security.tls == nil ? "" : " (HTTPS)")"
+            )
             self.http.withLock { $0 = http }
         } catch {
             self.logger.warning("HTTP front disabled, the epmd port runs on: \(error)")
             metrics.http.httpFrontStarted(false)
         }
+    }
+}
+
+// MARK: - Admin
+
+extension Gateway {
+    /// The admin API over the epmd loop: a forced unregistration waits at most 2 s for the loop.
+    static func adminAPI(token: [UInt8], server: EPMDServer, metrics: GatewayMetrics) -> AdminAPI {
+        AdminAPI(
+            token: token,
+            unregister: { name in
+                switch server.forceUnregister(name: name, timeoutMilliseconds: 2000) {
+                case .unregistered: .unregistered
+                case .notFound: .notFound
+                case .unavailable: .unavailable
+                }
+            },
+            observer: { metrics.admin.adminRequest(result: $0.rawValue) }
+        )
     }
 }
 
@@ -267,6 +295,8 @@ extension Gateway {
         logger: Logger,
         handlesSignals: Bool = false
     ) throws(GatewayError) -> Gateway {
+        // The HTTP front's files first: a wrong one is reported even when another epmd has the port.
+        let security = try HTTPSecurity.load(options)
         let configuration = EPMDServerConfiguration(
             port: options.socketPort,
             listeners: try self.listeners(options, environment: environment),
@@ -322,7 +352,8 @@ extension Gateway {
             registry: registry,
             metrics: metrics,
             server: server,
-            wake: wake
+            wake: wake,
+            security: security
         )
     }
 

@@ -126,12 +126,12 @@ extension MicroHTTPDCallbacks {
     /// access call, before anything else looks at the request.
     static func untrustedClient(_ connection: OpaquePointer, context: CallbackContext) -> HTTPResponse? {
         let verdict = cmhd_verify_peer(connection)
-        guard verdict != Int32(CMHD_PEER_TRUSTED.rawValue) else { return nil }
+        guard verdict != CMHD_PEER_TRUSTED else { return nil }
         let detail: String
         switch verdict {
-        case Int32(CMHD_PEER_NO_CERTIFICATE.rawValue): detail = "A client certificate is required."
-        case Int32(CMHD_PEER_UNTRUSTED.rawValue): detail = "The client certificate is not trusted."
-        case Int32(CMHD_PEER_NO_SESSION.rawValue): detail = "The connection is not TLS."
+        case CMHD_PEER_NO_CERTIFICATE: detail = "A client certificate is required."
+        case CMHD_PEER_UNTRUSTED: detail = "The client certificate is not trusted."
+        case CMHD_PEER_NO_SESSION: detail = "The connection is not TLS."
         default: detail = "The client certificate could not be checked."
         }
         context.logger.debug("HTTPS client refused", metadata: ["reason": "\(detail)"])
