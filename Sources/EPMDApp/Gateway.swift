@@ -245,9 +245,7 @@ public final class Gateway: Sendable {
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.httpFrontStarted(true)
-            self.logger.info(
-                "HTTP front on \(self.options.httpAddress) port \(http.port)\(self.security.tls == nil ? "" : " (HTTPS)")"
-            )
+            self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)\(self.security.summary)")
             self.http.withLock { $0 = http }
         } catch {
             self.logger.warning("HTTP front disabled, the epmd port runs on: \(error)")

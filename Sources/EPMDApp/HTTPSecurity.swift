@@ -9,6 +9,14 @@ struct HTTPSecurity: Sendable {
     /// The admin API's bearer token; nil: admin is off.
     var adminToken: [UInt8]?
 
+    /// What the start-up log line adds: ` (HTTPS)`, ` (HTTPS, client certificates, admin)`, ...
+    var summary: String {
+        var parts: [String] = []
+        if let tls = self.tls { parts += tls.verifiesClients ? ["HTTPS", "client certificates"] : ["HTTPS"] }
+        if self.adminToken != nil { parts.append("admin") }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
+    }
+
     /// The longest token file read (a token is a line; this leaves room for any generator).
     static let tokenLimit = 4096
 
