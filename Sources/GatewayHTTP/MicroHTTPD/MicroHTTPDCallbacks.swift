@@ -24,11 +24,9 @@ enum MicroHTTPDCallbacks {
             // First call: headers only. A head that could smuggle a request, or that carries a body, is
             // answered now and its connection closed; otherwise wait for the end of the request.
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
-            let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
-            if context.verifiesClients, let refusal = Self.untrustedClient(connection, context: context) {
-                return Self.queue(refusal, on: connection, context: context, started: 0)
-            }
+            if let refusal = Self.untrustedClient(connection, cls: cls) { return refusal }  // mutual TLS
             if let refusal = RequestFraming.check(connection, version: version) {
+                let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
                 var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
                 response.headers.append(("Connection", "close"))
                 return Self.queue(response, on: connection, context: context, started: 0)
@@ -84,7 +82,7 @@ enum MicroHTTPDCallbacks {
     /// Queues a response and tells the observer. A shared body is served by its libmicrohttpd response
     /// object, made once (`RESPMEM_MUST_COPY`: libmicrohttpd owns its copy and frees it with the object,
     /// once the cache dropped it and no connection sends it any more); any other body is copied.
-    private static func queue(
+    static func queue(
         _ response: HTTPResponse,
         on connection: OpaquePointer,
         context: CallbackContext,

@@ -121,10 +121,13 @@ extension MicroHTTPDServer {
 }
 
 extension MicroHTTPDCallbacks {
-    /// With mutual TLS: the answer for a client whose certificate is missing or not signed by the
-    /// client CA (403, connection closed), or nil for a trusted one. Called on a request's first
-    /// access call, before anything else looks at the request.
-    static func untrustedClient(_ connection: OpaquePointer, context: CallbackContext) -> HTTPResponse? {
+    /// With mutual TLS: queues 403 (connection closed) for a client whose certificate is missing or
+    /// not signed by the client CA and returns the queueing result; nil for a trusted client, or when
+    /// the daemon does not check clients. Called on a request's first access call, before anything
+    /// else looks at the request.
+    static func untrustedClient(_ connection: OpaquePointer, cls: UnsafeMutableRawPointer) -> MHD_Result? {
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        guard context.verifiesClients else { return nil }
         let verdict = cmhd_verify_peer(connection)
         guard verdict != CMHD_PEER_TRUSTED else { return nil }
         let detail: String
@@ -137,7 +140,7 @@ extension MicroHTTPDCallbacks {
         context.logger.debug("HTTPS client refused", metadata: ["reason": "\(detail)"])
         var response = HTTPResponse.problem(403, "Forbidden", detail)
         response.headers.append(("Connection", "close"))
-        return response
+        return Self.queue(response, on: connection, context: context, started: 0)
     }
 }
 
