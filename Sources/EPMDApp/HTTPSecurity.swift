@@ -49,6 +49,22 @@ struct HTTPSecurity: Sendable {
         return security
     }
 
+    /// With `-daemon`, before the detached copy is spawned: the daemon's working directory is `/`, so
+    /// the files must be named by absolute paths; and a wrong file is reported here, on the terminal
+    /// that ran `-daemon` (the daemon itself logs to syslog).
+    /// - Throws: `GatewayError.cannotStart` naming the option or the file.
+    static func checkBeforeDaemon(_ options: EPMDOptions) throws(GatewayError) {
+        guard options.httpEnabled else { return }
+        let files = [
+            ("--http-tls-cert", options.httpTLSCertificateFile), ("--http-tls-key", options.httpTLSKeyFile),
+            ("--http-tls-client-ca", options.httpTLSClientCAFile), ("--admin-token-file", options.adminTokenFile),
+        ]
+        for case (let option, let file?) in files where !file.hasPrefix("/") {
+            throw .cannotStart("with -daemon (working directory /), \(option) needs an absolute path, not \(file)")
+        }
+        _ = try self.load(options)
+    }
+
     /// The token in `file`: its text without surrounding white space, visible ASCII only. The file
     /// must be a regular file that neither the group nor others may access (as ssh requires of keys).
     static func token(_ file: String) throws(GatewayError) -> [UInt8] {

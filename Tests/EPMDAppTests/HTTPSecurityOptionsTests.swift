@@ -56,6 +56,31 @@ import Testing
         }
     }
 
+    @Test("with -daemon (working directory /) every file needs an absolute path, checked before the spawn")
+    func daemon() throws {
+        var options = EPMDOptions()
+        options.daemon = true
+        try HTTPSecurity.checkBeforeDaemon(options)
+        options.adminTokenFile = "token"
+        #expect(
+            throws: GatewayError.cannotStart(
+                "with -daemon (working directory /), --admin-token-file needs an absolute path, not token"
+            )
+        ) { try HTTPSecurity.checkBeforeDaemon(options) }
+        options.adminTokenFile = nil
+        options.httpTLSCertificateFile = "/c.pem"
+        options.httpTLSKeyFile = "k.pem"
+        #expect(
+            throws: GatewayError.cannotStart(
+                "with -daemon (working directory /), --http-tls-key needs an absolute path, not k.pem"
+            )
+        ) { try HTTPSecurity.checkBeforeDaemon(options) }
+        options.httpTLSKeyFile = "/nonexistent-\(UInt64.random(in: 0...UInt64.max)).key"
+        #expect(throws: GatewayError.self) { try HTTPSecurity.checkBeforeDaemon(options) }
+        options.httpEnabled = false
+        try HTTPSecurity.checkBeforeDaemon(options)
+    }
+
     @Test("the token: trimmed, owner-only, non-empty, one word of visible ASCII")
     func token() throws {
         let directory = FileManager.default.temporaryDirectory
