@@ -51,11 +51,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        /// libmicrohttpd, with fixed-signature wrappers for its variadic calls.
+        /// libmicrohttpd, with fixed-signature wrappers for its variadic calls, and GnuTLS for the
+        /// client-certificate check of mutual TLS (`tls.h`).
         .systemLibrary(
             name: "CMicroHTTPD",
             pkgConfig: "libmicrohttpd",
-            providers: [.apt(["libmicrohttpd-dev"])]
+            providers: [.apt(["libmicrohttpd-dev", "libgnutls28-dev"])]
         ),
         /// The HTTP/JSON front: a pure router over registry snapshots, and the libmicrohttpd daemon
         /// (its `MicroHTTPD/` folder is the only place with unsafe pointers).

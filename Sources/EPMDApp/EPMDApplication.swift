@@ -34,8 +34,12 @@ public enum EPMDApplication {
             let logger = self.bootstrapLogging(options, environment: environment)
             if options.daemon && !Daemon.isChild(options, environment: environment) {
                 do {
+                    try HTTPSecurity.checkBeforeDaemon(options)  // the daemon runs in `/`, without a terminal
                     try Daemon.spawnDetached(arguments: arguments)
                     return 0
+                } catch let error as GatewayError {
+                    logger.error("\(error)")
+                    return 1
                 } catch {
                     logger.error("cannot start daemon: \(error)")
                     return 1

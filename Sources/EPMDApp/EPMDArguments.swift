@@ -143,6 +143,22 @@ public enum EPMDArguments {
             options.httpHeaderTimeout = seconds
             return true
         },
+        "--http-tls-cert": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_CERT") { value, options in
+            options.httpTLSCertificateFile = value
+            return !value.isEmpty
+        },
+        "--http-tls-key": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_KEY") { value, options in
+            options.httpTLSKeyFile = value
+            return !value.isEmpty
+        },
+        "--http-tls-client-ca": LongOption(environment: "EPMD_GATEWAY_HTTP_TLS_CLIENT_CA") { value, options in
+            options.httpTLSClientCAFile = value
+            return !value.isEmpty
+        },
+        "--admin-token-file": LongOption(environment: "EPMD_GATEWAY_ADMIN_TOKEN_FILE") { value, options in
+            options.adminTokenFile = value
+            return !value.isEmpty
+        },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
@@ -270,6 +286,18 @@ public enum EPMDArguments {
                                 Seconds an HTTP connection has to send a whole request head,
                                 from connect and after each response; then it is closed
                                 (EPMD_GATEWAY_HTTP_HEADER_TIMEOUT; default 10; 0: none).
+            --http-tls-cert FILE
+                                Serve HTTPS with this PEM certificate (chain)
+                                (EPMD_GATEWAY_HTTP_TLS_CERT; needs --http-tls-key).
+            --http-tls-key FILE Its PEM private key (EPMD_GATEWAY_HTTP_TLS_KEY).
+            --http-tls-client-ca FILE
+                                Mutual TLS: clients must present a certificate signed by
+                                this PEM CA, or get 403 (EPMD_GATEWAY_HTTP_TLS_CLIENT_CA).
+            --admin-token-file FILE
+                                Turn the admin API on (DELETE /v1/nodes/NAME forcibly
+                                unregisters), with the bearer token in FILE, which only its
+                                owner may access (EPMD_GATEWAY_ADMIN_TOKEN_FILE; default off:
+                                every mutating method answers 405).
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
             --max-connections N epmd-port connections at once, registrations included
                                 (EPMD_GATEWAY_MAX_CONNECTIONS; default: the descriptor limit

@@ -54,6 +54,16 @@ public struct EPMDOptions: Equatable, Sendable {
     /// `--http-connections` / `EPMD_GATEWAY_HTTP_CONNECTIONS`: HTTP connections at once; nil derives
     /// it from the descriptor budget (at most 1024).
     public var httpConnections: Int?
+    /// `--http-tls-cert` / `EPMD_GATEWAY_HTTP_TLS_CERT`: PEM certificate (chain) file; with the key, HTTPS.
+    public var httpTLSCertificateFile: String?
+    /// `--http-tls-key` / `EPMD_GATEWAY_HTTP_TLS_KEY`: its PEM private key file.
+    public var httpTLSKeyFile: String?
+    /// `--http-tls-client-ca` / `EPMD_GATEWAY_HTTP_TLS_CLIENT_CA`: PEM CA file; HTTPS clients must
+    /// present a certificate it signed (mutual TLS).
+    public var httpTLSClientCAFile: String?
+    /// `--admin-token-file` / `EPMD_GATEWAY_ADMIN_TOKEN_FILE`: turns the admin API on, with the
+    /// bearer token in this file (readable by its owner only).
+    public var adminTokenFile: String?
 
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370

@@ -72,6 +72,8 @@ public final class Gateway: Sendable {
     private let http = Mutex<MicroHTTPDServer?>(nil)
     /// Wakes `run()`: by `shutdown()`, and when the loop thread ends.
     private let wake: WakeEvent
+    /// TLS and the admin token for the HTTP front, read at build.
+    private let security: HTTPSecurity
 
     private init(
         options: EPMDOptions,
@@ -81,7 +83,8 @@ public final class Gateway: Sendable {
         metrics: GatewayMetrics,
         descriptorBudget: DescriptorBudget,
         server: EPMDServer,
-        wake: WakeEvent
+        wake: WakeEvent,
+        security: HTTPSecurity
     ) {
         self.options = options
         self.descriptorBudget = descriptorBudget
@@ -91,6 +94,7 @@ public final class Gateway: Sendable {
         self.metrics = metrics
         self.server = server
         self.wake = wake
+        self.security = security
         self.lifecycle = Lifecycle(logger: logger)
     }
 
@@ -216,11 +220,13 @@ public final class Gateway: Sendable {
     /// port runs on without HTTP.
     private func startHTTPFront() {
         let (registry, server, metrics, lifecycle) = (self.registry, self.server, self.metrics, self.lifecycle)
+        let admin = self.security.adminToken.map { Self.adminAPI(token: $0, server: server, metrics: metrics) }
         let router = HTTPRouter(
             registry: registry,
             build: .init(version: EPMDApplication.version, libmicrohttpd: MicroHTTPDServer.libraryVersion),
             isReady: { Self.isReady(lifecycle, server) },
-            metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) }
+            metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) },
+            admin: admin
         )
         let configuration = MicroHTTPDServer.Configuration(
             address: self.options.httpAddress,
@@ -229,7 +235,8 @@ public final class Gateway: Sendable {
             connectionLimit: self.descriptorBudget.http,
             maxWatchers: self.options.maxWatchers,
             connectionsPerAddress: self.options.httpConnectionsPerAddress,
-            headerTimeout: self.options.httpHeaderTimeout
+            headerTimeout: self.options.httpHeaderTimeout,
+            tls: self.security.tls
         )
         do {
             let http = MicroHTTPDServer(
@@ -252,12 +259,31 @@ public final class Gateway: Sendable {
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.connections.readOpen { [weak http] in http?.connectionStatistics.open ?? 0 }
             metrics.http.httpFrontStarted(true)
-            self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)")
+            self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)\(self.security.summary)")
             self.http.withLock { $0 = http }
         } catch {
             self.logger.warning("HTTP front disabled, the epmd port runs on: \(error)")
             metrics.http.httpFrontStarted(false)
         }
+    }
+}
+
+// MARK: - Admin
+
+extension Gateway {
+    /// The admin API over the epmd loop: a forced unregistration waits at most 2 s for the loop.
+    static func adminAPI(token: [UInt8], server: EPMDServer, metrics: GatewayMetrics) -> AdminAPI {
+        AdminAPI(
+            token: token,
+            unregister: { name in
+                switch server.forceUnregister(name: name, timeoutMilliseconds: 2000) {
+                case .unregistered: .unregistered
+                case .notFound: .notFound
+                case .unavailable: .unavailable
+                }
+            },
+            observer: { metrics.admin.adminRequest(result: $0.rawValue) }
+        )
     }
 }
 
@@ -282,6 +308,8 @@ extension Gateway {
         handlesSignals: Bool = false
     ) throws(GatewayError) -> Gateway {
         let budget = try self.descriptorBudget(options, logger: logger)
+        // The HTTP front's files first: a wrong one is reported even when another epmd has the port.
+        let security = try HTTPSecurity.load(options)
         let configuration = EPMDServerConfiguration(
             port: options.socketPort,
             listeners: try self.listeners(options, environment: environment),
@@ -346,7 +374,8 @@ extension Gateway {
             metrics: metrics,
             descriptorBudget: budget,
             server: server,
-            wake: wake
+            wake: wake,
+            security: security
         )
     }
 

@@ -35,6 +35,8 @@ public final class EPMDServer: Sendable {
     private let drainRequested = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
     let counters: EPMDServerCounters
+    /// Forced unregistrations posted to the loop (`EPMDServer+Admin.swift`).
+    let adminRequests = AdminRequestQueue()
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
     public let boundPort: UInt16
@@ -112,4 +114,5 @@ public final class EPMDServer: Sendable {
     func takeDrainRequest() -> Bool { self.drainRequested.exchange(false, ordering: .acquiringAndReleasing) }
     var listeners: [Int32] { self.listenFDs }
     var wakeDescriptor: Int32 { self.wake.descriptor }
+    func wakeLoop() { self.wake.signal() }
 }

@@ -114,6 +114,7 @@ struct EventLoop {
             case .wake:
                 System.drainEvent(self.server.wakeDescriptor)
                 if self.server.takeDrainRequest() { self.beginDrain(because: "shutdown requested") }
+                self.serveAdminRequests()
             case .signal:
                 self.drainSignals()
             case nil:

@@ -24,17 +24,21 @@ public struct HTTPRouter: Sendable {
     let nodes: NodesHandler
     let events: EventsHandler
     let probes: ProbesHandler
+    /// `DELETE /v1/nodes/{name}`; nil (the default): admin is off and every mutating method gets 405.
+    let admin: AdminHandler?
 
     /// - Parameters:
     ///   - registry: the live registry.
     ///   - build: facts for `/version`.
     ///   - isReady: readiness (false while starting or draining): `/readyz` answers 503 then.
     ///   - metrics: the Prometheus exposition (text format 0.0.4) for `/metrics`; `nil` answers 404.
+    ///   - admin: the admin API (forced unregistration with a bearer token); `nil` turns it off.
     public init(
         registry: NodeRegistry,
         build: Build,
         isReady: @escaping @Sendable () -> Bool = { true },
-        metrics: (@Sendable () -> [UInt8])? = nil
+        metrics: (@Sendable () -> [UInt8])? = nil,
+        admin: AdminAPI? = nil
     ) {
         self.registry = registry
         self.build = build
@@ -42,6 +46,7 @@ public struct HTTPRouter: Sendable {
         self.nodes = NodesHandler(registry: registry, cache: cache)
         self.events = EventsHandler(registry: registry, cache: cache, nodes: self.nodes)
         self.probes = ProbesHandler(build: build, isReady: isReady, metrics: metrics)
+        self.admin = admin.map(AdminHandler.init(api:))
     }
 
     /// Answers one request.
@@ -57,6 +62,12 @@ public struct HTTPRouter: Sendable {
     private func dispatch(_ route: HTTPRoute, name: String?, _ request: HTTPRequest) -> HTTPResponse {
         if route == .other || (route == .metrics && !self.probes.servesMetrics) {
             return .problem(404, "Not Found", "No resource at \(request.path).")
+        }
+        if route == .node, let admin = self.admin {
+            if request.method == "DELETE" { return admin.delete(named: name ?? "", request) }
+            guard HTTPRoute.methods.contains(request.method) else {
+                return .methodNotAllowed(request.method, allow: HTTPRoute.methods + ["DELETE"])
+            }
         }
         guard HTTPRoute.methods.contains(request.method) else { return .methodNotAllowed(request.method) }
         switch route {

@@ -38,6 +38,8 @@ public final class GatewayMetrics: Sendable {
     public let http: HTTPMetrics
     /// The `process_*` families.
     public let process: ProcessMetrics
+    /// The admin API's requests.
+    public let admin: AdminMetrics
     private let expositionSize = Atomic<Int>(4096)
 
     /// Makes every handle.
@@ -62,6 +64,7 @@ public final class GatewayMetrics: Sendable {
         )
         .set(to: 1)
         self.process = ProcessMetrics(collectors: self.collectors, logger: logger)
+        self.admin = AdminMetrics(collectors: self.collectors)
     }
 
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {

@@ -219,23 +219,24 @@ final class PrometheusServer: @unchecked Sendable {
     let port: UInt16
     let directory: URL
 
-    static func start(path: String, target: String) async throws -> PrometheusServer {
+    /// - Parameter scrapeOptions: extra lines of the job (`scheme: https`, a `tls_config:` block), as
+    ///   YAML indented for the job's level.
+    static func start(path: String, target: String, scrapeOptions: [String] = []) async throws -> PrometheusServer {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("epmd-gateway-prometheus-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = directory.appendingPathComponent("prometheus.yml")
-        let yaml = """
+        let job = ["metrics_path: /metrics"] + scrapeOptions + ["static_configs:", "  - targets: ['\(target)']"]
+        let yaml =
+            """
             global:
               scrape_interval: 1s
               scrape_timeout: 1s
               evaluation_interval: 1s
             scrape_configs:
               - job_name: epmd-gateway
-                metrics_path: /metrics
-                static_configs:
-                  - targets: ['\(target)']
 
-            """
+            """ + job.map { "    \($0)\n" }.joined()
         try Data(yaml.utf8).write(to: config)
         if let promtool = ExternalTool.path("promtool") {
             let checked = try await Blocking.run { try Command.run(promtool, ["check", "config", config.path]) }

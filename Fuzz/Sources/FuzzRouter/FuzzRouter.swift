@@ -69,7 +69,13 @@ enum RouterTarget {
             registry: registry,
             build: HTTPRouter.Build(version: "fuzz", libmicrohttpd: "0.9.75"),
             isReady: { ready },
-            metrics: { Array("# TYPE up gauge\nup 1\n".utf8) }
+            metrics: { Array("# TYPE up gauge\nup 1\n".utf8) },
+            // Admin on, over the same registry: a forced unregistration only with the token.
+            admin: AdminAPI(token: Array(Self.adminToken.utf8)) { name in
+                guard let node = registry.lookup(name) else { return .notFound }
+                registry.unregister(connection: node.connection)
+                return .unregistered
+            }
         )
         let request = HTTPRequest(method: method, path: path, query: query, headers: headers)
         self.exercise(router, request, ready: ready)
@@ -79,8 +85,23 @@ enum RouterTarget {
         _ = router.refusal(capacity: 1)
     }
 
+    /// The admin token of the fuzzed router.
+    static let adminToken = "fuzz-admin-token"
+
     static func exercise(_ router: HTTPRouter, _ request: HTTPRequest, ready: Bool) {
         let response = router.respond(to: request)
+        // Only DELETE with the exact token mutates (204); without it, 401 and the Bearer challenge.
+        if response.status == 204 || response.status == 401 {
+            fuzzCheck(
+                request.method == "DELETE" && response.matched == .node,
+                "\(response.status) for \(request.method)"
+            )
+        }
+        if response.status == 204 {
+            let token = request.header("authorization")?.split(separator: " ").last.map(String.init)
+            fuzzCheck(token == Self.adminToken, "204 with Authorization \(request.header("authorization") ?? "none")")
+        }
+        if response.status == 401 { fuzzCheck(response.header("WWW-Authenticate")?.hasPrefix("Bearer") == true, "401") }
         fuzzCheck((100...599).contains(response.status), "status \(response.status)")
         // The documented 503s: `/readyz` while not ready, and a node's health while it is not registered.
         if response.status >= 500 {

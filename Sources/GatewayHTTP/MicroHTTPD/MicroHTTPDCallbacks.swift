@@ -27,6 +27,7 @@ enum MicroHTTPDCallbacks {
             state.pointee = UnsafeMutableRawPointer(bitPattern: Self.seenMarker)
             let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
             context.connections.headComplete(connection: Self.address(connection))
+            if let refusal = Self.untrustedClient(connection, cls: cls) { return refusal }  // mutual TLS
             if let refusal = RequestFraming.check(connection, version: version) {
                 var response = HTTPResponse.problem(refusal.status, refusal.title, refusal.detail)
                 response.headers.append(("Connection", "close"))
@@ -83,7 +84,7 @@ enum MicroHTTPDCallbacks {
     /// Queues a response and tells the observer. A shared body is served by its libmicrohttpd response
     /// object, made once (`RESPMEM_MUST_COPY`: libmicrohttpd owns its copy and frees it with the object,
     /// once the cache dropped it and no connection sends it any more); any other body is copied.
-    private static func queue(
+    static func queue(
         _ response: HTTPResponse,
         on connection: OpaquePointer,
         context: CallbackContext,

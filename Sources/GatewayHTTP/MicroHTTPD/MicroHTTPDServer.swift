@@ -46,6 +46,8 @@ public final class MicroHTTPDServer: Sendable {
         public var maxWatchers: Int
         /// Seconds between heartbeat comments on an idle event stream (under `connectionTimeout`).
         public var heartbeatSeconds: Int
+        /// HTTPS (and, with a client CA, mutual TLS); nil: plain HTTP. See `MicroHTTPDServer+TLS.swift`.
+        public var tls: TLS?
 
         public init(
             address: String = "127.0.0.1",
@@ -56,7 +58,8 @@ public final class MicroHTTPDServer: Sendable {
             maxWatchers: Int = 256,
             heartbeatSeconds: Int = 15,
             connectionsPerAddress: Int = 128,
-            headerTimeout: Int = 10
+            headerTimeout: Int = 10,
+            tls: TLS? = nil
         ) {
             self.address = address
             self.port = port
@@ -67,6 +70,7 @@ public final class MicroHTTPDServer: Sendable {
             self.heartbeatSeconds = heartbeatSeconds
             self.connectionsPerAddress = connectionsPerAddress
             self.headerTimeout = headerTimeout
+            self.tls = tls
         }
     }
 
@@ -150,6 +154,7 @@ public final class MicroHTTPDServer: Sendable {
         let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
         var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
+        if let tls = configuration.tls { flags |= tls.flags }
         // The context is retained for the daemon's life and released in `stop`.
         let context = Unmanaged.passRetained(self.context).toOpaque()
         let started = withUnsafeMutablePointer(to: &storage) { address in
@@ -172,6 +177,7 @@ public final class MicroHTTPDServer: Sendable {
                 options.add(.THREAD_POOL_SIZE, value: configuration.threads)
             }
             options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
+            configuration.tls?.add(to: &options)  // its texts live as long as `self.configuration`
             return options.withTerminated { items in
                 cmhd_start(
                     flags,
@@ -322,6 +328,8 @@ final class CallbackContext: Sendable {
     let wakeups: [Wakeup]
     /// Set by `stop`: no request is suspended any more.
     let stopping = Atomic<Bool>(false)
+    /// Mutual TLS: every request's client certificate is checked before anything else.
+    let verifiesClients: Bool
 
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
@@ -342,6 +350,7 @@ final class CallbackContext: Sendable {
         }
         self.observer = observer
         self.logger = logger
+        self.verifiesClients = configuration.tls?.verifiesClients ?? false
         self.wakeups = [Wakeup(), Wakeup(), Wakeup(), Wakeup()]
         self.suspended = SuspendedConnections(changed: self.wakeups[0])
         self.waiters = LongPollWaiters(capacity: max(configuration.connectionLimit / 2, 1), wake: self.wakeups[1])

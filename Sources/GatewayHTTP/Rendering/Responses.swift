@@ -27,9 +27,9 @@ extension HTTPResponse {
     }
 
     /// 405 with the `Allow` header.
-    static func methodNotAllowed(_ method: String) -> HTTPResponse {
+    static func methodNotAllowed(_ method: String, allow: [String] = HTTPRoute.methods) -> HTTPResponse {
         var response = Self.problem(405, "Method Not Allowed", "\(method) is not allowed here.")
-        response.headers.append(("Allow", HTTPRoute.methods.joined(separator: ", ")))
+        response.headers.append(("Allow", allow.joined(separator: ", ")))
         return response
     }
 }
