@@ -62,6 +62,24 @@ extension Process {
         done.wait()
         if let error = outcome.error { throw error }
     }
+
+    /// `runUnmasked()` for async code: suspends the calling task, not its thread, until the spawn is done.
+    ///
+    /// Swift Testing runs tests on the cooperative pool, one thread per core (two here). A test that blocks
+    /// a pool thread while a child starts blocks every other async test's polls for that long: under load,
+    /// or under a sanitizer, many tests starting children at once held both threads for seconds, and
+    /// polls with a time bound in unrelated tests timed out (seen in `scripts/sanitize` runs).
+    public func spawnUnmasked() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread {
+                var none = sigset_t()
+                sigemptyset(&none)
+                pthread_sigmask(SIG_SETMASK, &none, nil)
+                continuation.resume(with: Result { try self.run() })
+            }
+            .start()
+        }
+    }
 }
 
 /// Runs blocking work (a `Command.run` that waits for a process, say) on a thread of its own, so that the

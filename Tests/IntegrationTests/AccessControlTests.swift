@@ -110,7 +110,7 @@ struct AccessControlTests {
         server.executableURL = URL(fileURLWithPath: namespaces.ip)
         server.arguments = ["netns", "exec", namespaces.server, TestBinary.url.path, "-port", String(port)] + arguments
         server.standardInput = FileHandle.nullDevice
-        try server.runUnmasked()
+        try await server.spawnUnmasked()
         let ready = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(20)) {
             let probe = try await Blocking.run {
                 try Command.run(
@@ -154,7 +154,7 @@ struct AccessControlTests {
         let holderOutput = Pipe()
         holder.standardInput = holderInput
         holder.standardOutput = holderOutput
-        try holder.runUnmasked()
+        try await holder.spawnUnmasked()
         let held = HeldRegistration(process: holder, input: holderInput)
         let registration = try await Blocking.run {
             String(decoding: holderOutput.fileHandleForReading.availableData, as: UTF8.self)

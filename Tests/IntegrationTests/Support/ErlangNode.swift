@@ -111,7 +111,7 @@ final class ErlangNode: @unchecked Sendable {
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
         let node = ErlangNode(name: name, process: process, logURL: logURL)
-        try node.process.runUnmasked()
+        try await node.process.spawnUnmasked()
         return node
     }
 

@@ -100,7 +100,7 @@ final class GatewayProcess: @unchecked Sendable {
     ) async throws -> GatewayProcess {
         var exitedAtOnce: [String] = []
         for _ in 0..<3 {
-            let gateway = try self.launch(
+            let gateway = try await self.launch(
                 port: FreePort.next(),
                 arguments: arguments,
                 environment: environment,
@@ -128,7 +128,7 @@ final class GatewayProcess: @unchecked Sendable {
         arguments: [String],
         environment: [String: String],
         shellPrefix: String?
-    ) throws -> GatewayProcess {
+    ) async throws -> GatewayProcess {
         let command = [TestBinary.url.path, "-port", String(port)] + arguments
         let process = Process()
         if let shellPrefix {
@@ -152,7 +152,7 @@ final class GatewayProcess: @unchecked Sendable {
         process.standardError = handle
         process.standardOutput = handle
         process.standardInput = FileHandle.nullDevice
-        try process.runUnmasked()
+        try await process.spawnUnmasked()
         return GatewayProcess(port: port, process: process, stderrURL: stderrURL)
     }
 
