@@ -33,6 +33,12 @@ struct HostileClientTests {
         Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
     }
 
+    /// Sleeps until `duration` has passed since `start` (a snapshot late enough to see a deadline act).
+    static func sleep(until duration: Duration, since start: ContinuousClock.Instant) async throws {
+        let left = duration - start.duration(to: ContinuousClock().now)
+        if left > .zero { try await Task.sleep(for: left) }
+    }
+
     /// Prints one line for the lead's before/after table.
     static func report(_ label: String, _ details: String) {
         print("[hostile] \(label): \(details)")
@@ -117,12 +123,13 @@ struct HostileClientTests {
                 reconnect: true
             )
             defer { loris.stop() }
+            let started = ContinuousClock().now
             try await loris.start()
             try await Task.sleep(for: .seconds(1))
 
             try await scene.expectServing()
-            // Past the 2 s head deadline: every dribbler admitted has been closed (and replaced) at least once.
-            try await Task.sleep(for: .seconds(1))
+            // Well past the 2 s head deadline: every dribbler admitted has been closed (and replaced).
+            try await Self.sleep(until: .seconds(5), since: started)
             let after = try await scene.metrics()
             let stats = loris.statistics
             #expect(stats.open <= 128, "\(stats)")
@@ -250,15 +257,17 @@ struct HostileClientTests {
 
     // MARK: - 5. Half-closed and vanishing connections
 
-    /// Before issue 9: held up (the epmd loop and libmicrohttpd close on EOF); not measured in numbers.
+    /// Before issue 9: the epmd loop closed a half-closed connection at its EOF; libmicrohttpd kept a
+    /// half-closed connection with a partial head open until its 30 s inactivity timeout (128 of them per
+    /// address held that address's whole share).
     ///
-    /// Options: the defaults. On each port: 1,000 clients from 127.0.0.2 that send a partial frame or head
-    /// and `shutdown(SHUT_WR)` (reconnecting when closed), and waves of 500 from 127.0.0.3 that connect
-    /// and close at once, every second.
+    /// Options: `--http-header-timeout 2`. On each port: 1,000 clients from 127.0.0.2 that send a partial
+    /// frame or head and `shutdown(SHUT_WR)` (reconnecting when closed), and waves of 500 from 127.0.0.3
+    /// that connect and close at once, every second.
     @Test("5. Thousands of half-closed and connect-then-vanish connections on both ports")
     func halfClosedConnections() async throws {
         try await ConformanceFDBudget.with(2_500) {
-            let scene = try await HostileScene.start()
+            let scene = try await HostileScene.start([HostileOption("--http-header-timeout", "2", needs: .httpabuse)])
             defer { scene.stopBlocking() }
             let before = try await scene.metrics()
             let crowds = [
@@ -280,28 +289,37 @@ struct HostileClientTests {
                 HostileClients(port: scene.httpPort, sources: ["127.0.0.3"], count: 500, behaviour: .vanish),
             ]
             defer { for crowd in crowds { crowd.stop() } }
+            let started = ContinuousClock().now
             for crowd in crowds { try await crowd.start() }
             try await Task.sleep(for: .seconds(1))
 
             try await scene.expectServing()
+            // Well past the 2 s head deadline.
+            try await Self.sleep(until: .seconds(5), since: started)
             let after = try await scene.metrics()
             let stats = crowds.map(\.statistics)
-            // The server closes every half-closed connection soon after its EOF.
-            for index in [0, 2] {
-                #expect(stats[index].oldestOpen < .seconds(3), "half-closed left open: \(stats[index])")
-                #expect(stats[index].closedAtOnce + stats[index].closedLater >= 1_000, "\(stats[index])")
-            }
+            // The epmd loop closes a half-closed connection at its EOF.
+            #expect(stats[0].oldestOpen < .seconds(1), "half-closed epmd connection left open: \(stats[0])")
+            #expect(stats[0].closedAtOnce >= 1_000, "\(stats[0])")
+            #expect(stats[1].oneShots >= 1_000 && stats[3].oneShots >= 1_000, "\(stats[1]) / \(stats[3])")
             // Counted: every connection accepted, none left open on the epmd port (two registrations).
             let accepted = after.delta(before, "epmd_connections_accepted_total")
-            #expect(accepted >= 2_000, "epmd connections accepted: \(accepted)")
+            #expect(accepted >= 3_000, "epmd connections accepted: \(accepted)")
+            try await HostileFeature.httpabuse.expect("half-closed HTTP connections closed at the head deadline") {
+                #expect(
+                    stats[2].oldestOpen < .milliseconds(3_500),
+                    "half-closed HTTP connection left open: \(stats[2])"
+                )
+                #expect(stats[2].closedLater >= 1, "\(stats[2])")
+                let timeouts = after.delta(before, "epmd_gateway_http_header_timeouts_total")
+                #expect(timeouts >= Double(stats[2].closedLater) * 0.9, "head timeouts: \(timeouts), \(stats[2])")
+            }
             for crowd in crowds { crowd.stop() }
-            let open = try await Poll.until(timeout: .seconds(5)) {
+            let settled = try await Poll.until(timeout: .seconds(5)) {
                 let now = try await scene.metrics()
                 return (now["epmd_connections"] ?? 99) <= 2 && (now["epmd_gateway_http_connections"] ?? 0) <= 1
             }
-            try await HostileFeature.httpabuse.expect("HTTP connections gauge back to idle") {
-                #expect(open != nil, "connections left open after the crowds stopped")
-            }
+            #expect(settled != nil, "connections left open after the crowds stopped")
             Self.report("5 half-closed/vanish", stats.map(\.description).joined(separator: " | "))
         }
     }
@@ -310,18 +328,16 @@ struct HostileClientTests {
 
     /// Before issue 9: held up (300 clients that never read a 229 KB NAMES reply).
     ///
-    /// Options: `--metrics-node-info` (so `/metrics` is large too). 1,000 raw ALIVE2 registrations with
-    /// 200-byte names (NAMES about 220 KB, `/v1/nodes` larger), then 300 NAMES clients (127.0.0.2-4) and
-    /// 240 HTTP clients (`/v1/nodes` from 127.0.0.2, `/metrics` from 127.0.0.3) that never read.
+    /// Options: the defaults. 1,000 raw ALIVE2 registrations with 200-byte names (NAMES about 220 KB,
+    /// `/v1/nodes` about 390 KB), then 300 NAMES clients (127.0.0.2-4) and 240 HTTP clients (`/v1/nodes`
+    /// from 127.0.0.2, `/metrics` from 127.0.0.3) that never read.
     @Test("6. Clients that never read a large NAMES, /v1/nodes or /metrics answer")
     func clientsThatNeverRead() async throws {
         try await ConformanceFDBudget.with(1_800) {
-            let scene = try await HostileScene.start([HostileOption("--metrics-node-info")])
+            let scene = try await HostileScene.start()
             defer { scene.stopBlocking() }
-            let names = (0..<1_000).map { "r\($0)_" + String(repeating: "x", count: 190) }
-            let registered = try await W.registerMany(port: scene.port, names: names) { UInt16(10_000 + $0) }
-            defer { for entry in registered { close(entry.fd) } }
-            #expect(registered.allSatisfy { $0.reply.prefix(2) == [118, 0] })
+            let registered = try await Self.registerThousand(port: scene.port)
+            defer { for fd in registered { close(fd) } }
             let before = try await scene.metrics()
             let crowds = [
                 HostileClients(
@@ -359,6 +375,47 @@ struct HostileClientTests {
             #expect(stats.allSatisfy { $0.connectFailures == 0 }, "\(stats)")
             Self.report("6 never read", stats.map(\.description).joined(separator: " | "))
         }
+    }
+
+    /// Finding of this suite (not in the issue's list): with `--metrics-node-info` and 1,000 nodes,
+    /// `/metrics` is about 260 KB and takes about 75 ms to render (debug build); 120 scrapes at once
+    /// from 127.0.0.3 (within its per-address share) keep libmicrohttpd's one worker thread busy for
+    /// about 9 s, and `/livez` from 127.0.0.1 waits as long. Recorded as a known issue until the HTTP
+    /// front answers probes while scrapes render (a render cache, a scrape concurrency cap, or more
+    /// threads).
+    @Test("6b. Finding: 120 /metrics scrapes at once with --metrics-node-info and 1,000 nodes delay /livez")
+    func metricsScrapeBurst() async throws {
+        try await ConformanceFDBudget.with(1_300) {
+            let scene = try await HostileScene.start([HostileOption("--metrics-node-info")])
+            defer { scene.stopBlocking() }
+            let registered = try await Self.registerThousand(port: scene.port)
+            defer { for fd in registered { close(fd) } }
+            let scrapers = HostileClients(
+                port: scene.httpPort,
+                sources: ["127.0.0.3"],
+                count: 120,
+                behaviour: .neverRead(Self.get("/metrics"))
+            )
+            defer { scrapers.stop() }
+            try await scrapers.start()
+            try await Task.sleep(for: .milliseconds(300))
+            await withKnownIssue(
+                "finding: a /metrics burst with node info stalls the HTTP worker",
+                isIntermittent: true
+            ) {
+                try await scene.expectLivez()
+            }
+            scene.expectRunning()
+            Self.report("6b metrics burst", "\(scrapers.statistics)")
+        }
+    }
+
+    /// Registers 1,000 names of 200 bytes with raw ALIVE2 clients from 127.0.0.1; returns their connections.
+    static func registerThousand(port: UInt16) async throws -> [Int32] {
+        let names = (0..<1_000).map { "r\($0)_" + String(repeating: "x", count: 190) }
+        let registered = try await W.registerMany(port: port, names: names) { UInt16(10_000 + $0) }
+        #expect(registered.allSatisfy { $0.reply.prefix(2) == [118, 0] })
+        return registered.map(\.fd)
     }
 
     // MARK: - 7. Clients that reset
@@ -486,11 +543,13 @@ struct HostileClientTests {
                 reconnect: true
             )
             defer { crowd.stop() }
+            let started = ContinuousClock().now
             try await crowd.start()
             try await Task.sleep(for: .seconds(1))
 
             try await scene.expectServing()
-            try await Task.sleep(for: .seconds(1))
+            // Well past the 2 s head deadline (counted from the end of each keep-alive response).
+            try await Self.sleep(until: .seconds(5), since: started)
             let after = try await scene.metrics()
             let stats = crowd.statistics
             #expect(stats.open <= 128, "\(stats)")
