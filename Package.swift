@@ -47,7 +47,8 @@ let package = Package(
         .target(
             name: "EPMDServer",
             dependencies: [
-                "EPMDPosix", "EPMDProtocol", "EPMDRegistry", .product(name: "Logging", package: "swift-log"),
+                "EPMDLogging", "EPMDPosix", "EPMDProtocol", "EPMDRegistry",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         /// libmicrohttpd, with fixed-signature wrappers for its variadic calls.

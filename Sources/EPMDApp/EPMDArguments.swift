@@ -121,6 +121,23 @@ public enum EPMDArguments {
             options.httpConnectionsPerAddress = count
             return true
         },
+        "--max-connections": LongOption(environment: "EPMD_GATEWAY_MAX_CONNECTIONS") { value, options in
+            guard let count = Int(value), (1...Int(Int32.max)).contains(count) else { return false }
+            options.maxConnections = count
+            return true
+        },
+        "--connections-per-address": LongOption(environment: "EPMD_GATEWAY_CONNECTIONS_PER_ADDRESS") {
+            value,
+            options in
+            guard let count = Int(value), (0...Int(Int32.max)).contains(count) else { return false }
+            options.connectionsPerAddress = count
+            return true
+        },
+        "--http-connections": LongOption(environment: "EPMD_GATEWAY_HTTP_CONNECTIONS") { value, options in
+            guard let count = Int(value), (1...65_536).contains(count) else { return false }
+            options.httpConnections = count
+            return true
+        },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
             options.shutdownGrace = seconds
@@ -241,7 +258,19 @@ public enum EPMDArguments {
                                 HTTP connections at once from one peer address, loopback
                                 included (EPMD_GATEWAY_HTTP_CONNECTIONS_PER_ADDRESS; default
                                 128; 0: no limit but the front's 1024).
+            --http-connections N
+                                HTTP connections at once (EPMD_GATEWAY_HTTP_CONNECTIONS;
+                                default: 1/32 of the descriptor limit, 32 to 1024).
             --no-http           No HTTP front (EPMD_GATEWAY_NO_HTTP, any value).
+            --max-connections N epmd-port connections at once, registrations included
+                                (EPMD_GATEWAY_MAX_CONNECTIONS; default: the descriptor limit
+                                less the reserve and the HTTP connections). At the cap the
+                                oldest connection without a registration is closed.
+            --connections-per-address N
+                                epmd-port connections without a registration at once from
+                                one peer address, loopback included; past it that address's
+                                oldest is closed (EPMD_GATEWAY_CONNECTIONS_PER_ADDRESS;
+                                default 128; 0: no per-address cap).
             --shutdown-grace S  Seconds between SIGTERM and exit while /readyz answers 503
                                 (EPMD_GATEWAY_SHUTDOWN_GRACE; default 0).
             --max-watchers N    /v1/events streams at once, then 503 + Retry-After

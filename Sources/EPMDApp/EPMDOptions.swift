@@ -42,6 +42,15 @@ public struct EPMDOptions: Equatable, Sendable {
     public var metricsNodeInfo = false
     /// `--names-local-only` / `EPMD_GATEWAY_NAMES_LOCAL_ONLY`: NAMES only from local peers.
     public var namesLocalOnly = false
+    /// `--max-connections` / `EPMD_GATEWAY_MAX_CONNECTIONS`: epmd-port connections at once,
+    /// registrations included; nil derives it from the descriptor budget (``DescriptorBudget``).
+    public var maxConnections: Int?
+    /// `--connections-per-address` / `EPMD_GATEWAY_CONNECTIONS_PER_ADDRESS`: epmd-port connections
+    /// holding no registration at once from one peer address (0: no per-address cap).
+    public var connectionsPerAddress = 128
+    /// `--http-connections` / `EPMD_GATEWAY_HTTP_CONNECTIONS`: HTTP connections at once; nil derives
+    /// it from the descriptor budget (at most 1024).
+    public var httpConnections: Int?
 
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370

@@ -62,6 +62,8 @@ public final class Gateway: Sendable {
     public let registry: NodeRegistry
     /// The Prometheus metrics.
     public let metrics: GatewayMetrics
+    /// The split of the descriptor limit between the daemon, the epmd port and the HTTP front.
+    public let descriptorBudget: DescriptorBudget
 
     private let server: EPMDServer
     private let environment: [String: String]
@@ -77,10 +79,12 @@ public final class Gateway: Sendable {
         logger: Logger,
         registry: NodeRegistry,
         metrics: GatewayMetrics,
+        descriptorBudget: DescriptorBudget,
         server: EPMDServer,
         wake: WakeEvent
     ) {
         self.options = options
+        self.descriptorBudget = descriptorBudget
         self.environment = environment
         self.logger = logger
         self.registry = registry
@@ -222,6 +226,7 @@ public final class Gateway: Sendable {
             address: self.options.httpAddress,
             port: UInt16(truncatingIfNeeded: self.options.httpPort),
             threads: self.options.httpThreads,
+            connectionLimit: self.descriptorBudget.http,
             maxWatchers: self.options.maxWatchers,
             connectionsPerAddress: self.options.httpConnectionsPerAddress
         )
@@ -267,6 +272,7 @@ extension Gateway {
         logger: Logger,
         handlesSignals: Bool = false
     ) throws(GatewayError) -> Gateway {
+        let budget = try self.descriptorBudget(options, logger: logger)
         let configuration = EPMDServerConfiguration(
             port: options.socketPort,
             listeners: try self.listeners(options, environment: environment),
@@ -279,7 +285,9 @@ extension Gateway {
             handleSignals: handlesSignals,
             // At most an hour, as the command line allows (options built in code are not parsed).
             shutdownGrace: min(max(options.shutdownGrace, 0), 3600),
-            namesLocalOnly: options.namesLocalOnly
+            namesLocalOnly: options.namesLocalOnly,
+            maxConnections: budget.epmd,
+            connectionsPerAddress: options.connectionsPerAddress
         )
         let registry = NodeRegistry(
             historyLimit: configuration.historyLimit,
@@ -294,6 +302,12 @@ extension Gateway {
             logger: logger
         )
         registry.addChangeObserver { metrics.registry.record($0) }
+        metrics.loop.limits(
+            maxConnections: budget.epmd,
+            reserve: budget.reserve,
+            epmd: budget.epmd,
+            http: budget.http
+        )
         let server: EPMDServer
         do {
             server = try EPMDServer(
@@ -321,9 +335,30 @@ extension Gateway {
             logger: logger,
             registry: registry,
             metrics: metrics,
+            descriptorBudget: budget,
             server: server,
             wake: wake
         )
+    }
+
+    /// The descriptor budget for the process's limit now; options that do not fit stop the start.
+    private static func descriptorBudget(
+        _ options: EPMDOptions,
+        logger: Logger
+    ) throws(GatewayError) -> DescriptorBudget {
+        let budget: DescriptorBudget
+        do {
+            budget = try DescriptorBudget(limit: System.descriptorLimit(), options: options)
+        } catch {
+            throw .cannotStart(error.description)
+        }
+        let split = "reserve \(budget.reserve), epmd \(budget.epmd), HTTP \(budget.http)"
+        if budget.fits {
+            logger.info("descriptor limit \(budget.limit): \(split)")
+        } else {
+            logger.warning("descriptor limit \(budget.limit) is too low for \(split): raise ulimit -n")
+        }
+        return budget
     }
 
     /// The listening sockets: systemd's (`-systemd`), or C epmd's listen plan.

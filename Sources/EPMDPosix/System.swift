@@ -321,6 +321,13 @@ public enum System {
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 
+    /// The soft descriptor limit (RLIMIT_NOFILE), at most `Int32.max` (also for "unlimited").
+    public static func descriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(min(UInt64(limit.rlim_cur), UInt64(Int32.max)))
+    }
+
     /// Raises the soft descriptor limit to the hard limit (as many registrations as the system allows).
     public static func raiseDescriptorLimit() {
         var limit = rlimit()

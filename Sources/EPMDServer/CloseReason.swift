@@ -29,6 +29,9 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
     case stopped
     /// The server is shutting down.
     case shutdown
+    /// Closed, holding no registration, to make room for a new connection (the epmd connection cap or
+    /// the per-address cap was reached; see ``EPMDEvictionReason``).
+    case evicted
 
     /// The request codes only local peers may send.
     public static let localOnlyCodes: [EPMDMessageCode] = [.alive2Request, .dumpRequest, .killRequest, .stopRequest]
@@ -36,7 +39,7 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
     /// Every reason: each protocol error and each local-only code once, then the plain reasons.
     public static var allCases: [CloseReason] {
         EPMDProtocolError.allCases.map { CloseReason.malformed($0) } + self.localOnlyCodes.map { .notLocal($0) }
-            + [.stopNotAllowed, .answered, .peerClosed, .ioError, .strayData, .timeout, .stopped, .shutdown]
+            + [.stopNotAllowed, .answered, .peerClosed, .ioError, .strayData, .timeout, .stopped, .shutdown, .evicted]
     }
 
     /// A short stable label (`malformed`, `not_local`, `peer_closed`, ...).
@@ -52,6 +55,7 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
         case .timeout: "timeout"
         case .stopped: "stopped"
         case .shutdown: "shutdown"
+        case .evicted: "evicted"
         }
     }
 
@@ -67,6 +71,7 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
         case .timeout: "timed out"
         case .stopped: "stopped by STOP_REQ"
         case .shutdown: "shutdown"
+        case .evicted: "evicted to admit a new connection"
         }
     }
 
@@ -77,7 +82,7 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
         case .shutdown: .shutdown
         case .stopped: .stop
         case .ioError, .malformed, .timeout: .error
-        case .peerClosed, .answered, .notLocal, .stopNotAllowed: .closed
+        case .peerClosed, .answered, .notLocal, .stopNotAllowed, .evicted: .closed
         }
     }
 
@@ -88,7 +93,7 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
         case .notLocal: .notLocal
         case .stopNotAllowed: .stopNotAllowed
         case .strayData: .strayData
-        case .answered, .peerClosed, .ioError, .timeout, .stopped, .shutdown: nil
+        case .answered, .peerClosed, .ioError, .timeout, .stopped, .shutdown, .evicted: nil
         }
     }
 }
@@ -133,6 +138,9 @@ public enum EPMDRefusalReason: Hashable, Sendable, CaseIterable, CustomStringCon
     case noMemory
     /// Anything else (ECONNABORTED, EPROTO, EPERM, ...): one peer's problem.
     case acceptError
+    /// At the epmd connection cap (`--max-connections`) with every connection holding a
+    /// registration: the new connection is accepted and closed at once (never left in the backlog).
+    case maxConnections
 
     /// The reason for an accept's errno.
     public init(errno code: Int32) {
@@ -151,6 +159,28 @@ public enum EPMDRefusalReason: Hashable, Sendable, CaseIterable, CustomStringCon
         case .enfile: "enfile"
         case .noMemory: "no_memory"
         case .acceptError: "accept_error"
+        case .maxConnections: "max_connections"
+        }
+    }
+
+    public var description: String { self.label }
+}
+
+/// Why a connection holding no registration was closed to admit a new one: the `reason` label of
+/// `epmd_connections_evicted_total`.
+public enum EPMDEvictionReason: Int, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// The epmd connection cap (`--max-connections`) was reached: the oldest connection without a
+    /// registration, from any address, made room.
+    case maxConnections
+    /// The new connection's address already had `--connections-per-address` connections without a
+    /// registration: that address's oldest made room.
+    case perAddress
+
+    /// The metric label.
+    public var label: String {
+        switch self {
+        case .maxConnections: "max_connections"
+        case .perAddress: "per_address"
         }
     }
 

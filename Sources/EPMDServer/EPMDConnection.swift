@@ -30,6 +30,11 @@ final class EPMDConnection {
     var timedNext: EPMDConnection?
     unowned var timedPrevious: EPMDConnection?
     var isTimed = false
+    /// The peer's address without the port: the per-address cap counts by it.
+    let peerKey: PeerKey
+    /// Links of the same list's chain for this peer address.
+    var peerNext: EPMDConnection?
+    unowned var peerPrevious: EPMDConnection?
 
     init(
         id: ConnectionID,
@@ -45,6 +50,7 @@ final class EPMDConnection {
         self.peer = peer
         self.machine = machine
         self.acceptedAt = acceptedAt
+        self.peerKey = PeerKey(peer)
     }
 
     var isRegistered: Bool { self.registration != nil }

@@ -44,6 +44,21 @@ public struct EPMDServerConfiguration: Sendable {
     /// `--names-local-only`: NAMES_REQ, like ALIVE2/DUMP/KILL/STOP, only from a local peer (NAMES lists
     /// every node and its distribution port to whoever asks; lookups by name stay open to all).
     public var namesLocalOnly: Bool
+    /// `--max-connections`: epmd-port connections at once, registrations included (0: no cap of its
+    /// own). At the cap, the oldest connection that holds no registration is closed to admit a new
+    /// one; when every connection holds a registration, the new one is accepted and closed at once.
+    public var maxConnections: Int
+    /// `--connections-per-address`: connections holding no registration at once from one peer
+    /// address, loopback like any other (0: no per-address cap). Past it, that address's oldest such
+    /// connection is closed to admit the new one. Registrations never count.
+    public var connectionsPerAddress: Int
+    /// Seconds between two log lines for one reason of eviction or refusal (the lines in between are
+    /// counted, and the next line says how many).
+    public var refusalLogInterval: Int
+
+    /// The default of ``connectionsPerAddress``: far above what one host's nodes need at once (each
+    /// lookup is one short connection), far below the cap, so one flooder cannot take every slot.
+    public static let defaultConnectionsPerAddress = 128
 
     public init(
         port: UInt16 = EPMDLimits.defaultPort,
@@ -55,7 +70,10 @@ public struct EPMDServerConfiguration: Sendable {
         historyLimit: Int = EPMDLimits.unregisteredHistory,
         handleSignals: Bool = false,
         shutdownGrace: Int = 0,
-        namesLocalOnly: Bool = false
+        namesLocalOnly: Bool = false,
+        maxConnections: Int = 0,
+        connectionsPerAddress: Int = Self.defaultConnectionsPerAddress,
+        refusalLogInterval: Int = 10
     ) {
         self.port = port
         self.listeners = listeners
@@ -67,5 +85,8 @@ public struct EPMDServerConfiguration: Sendable {
         self.handleSignals = handleSignals
         self.shutdownGrace = shutdownGrace
         self.namesLocalOnly = namesLocalOnly
+        self.maxConnections = max(maxConnections, 0)
+        self.connectionsPerAddress = max(connectionsPerAddress, 0)
+        self.refusalLogInterval = max(refusalLogInterval, 0)
     }
 }

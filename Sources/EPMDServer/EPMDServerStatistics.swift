@@ -9,6 +9,8 @@ public struct EPMDServerStatistics: Sendable, Equatable {
     public var accepted: UInt64 = 0
     /// Accept attempts refused, by reason.
     public var rejected: [EPMDRefusalReason: UInt64] = [:]
+    /// Connections holding no registration closed to admit a new one, by reason.
+    public var evicted: [EPMDEvictionReason: UInt64] = [:]
     /// Requests served, by type.
     public var requests: [EPMDRequestKind: UInt64] = [:]
     /// Malformed or refused requests, by reason.
@@ -76,6 +78,13 @@ public protocol EPMDServerInstruments: Sendable {
     func registrationFailed(_ reason: NodeRegistryError)
     /// A connection was closed by the packet timeout.
     func connectionTimedOut()
+    /// A connection holding no registration was closed to admit a new one.
+    func connectionEvicted(_ reason: EPMDEvictionReason)
+}
+
+extension EPMDServerInstruments {
+    /// Does nothing: for receivers written before evictions existed.
+    public func connectionEvicted(_ reason: EPMDEvictionReason) {}
 }
 
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
@@ -98,6 +107,7 @@ final class EPMDServerCounters: Sendable {
 
     private struct Reasons {
         var rejected: [EPMDRefusalReason: UInt64] = [:]
+        var evicted: [EPMDEvictionReason: UInt64] = [:]
         var malformed: [EPMDMalformedReason: UInt64] = [:]
         var registrationFailures: [NodeRegistryError: UInt64] = [:]
     }
@@ -127,6 +137,11 @@ final class EPMDServerCounters: Sendable {
     func rejected(_ reason: EPMDRefusalReason) {
         self.reasons.withLock { $0.rejected[reason, default: 0] += 1 }
         self.instruments?.connectionRejected(reason)
+    }
+
+    func evicted(_ reason: EPMDEvictionReason) {
+        self.reasons.withLock { $0.evicted[reason, default: 0] += 1 }
+        self.instruments?.connectionEvicted(reason)
     }
 
     func malformed(_ reason: EPMDMalformedReason) {
@@ -161,6 +176,7 @@ final class EPMDServerCounters: Sendable {
         for (kind, value) in values where value > 0 { statistics.requests[kind] = value }
         let reasons = self.reasons.withLock { $0 }
         statistics.rejected = reasons.rejected
+        statistics.evicted = reasons.evicted
         statistics.malformed = reasons.malformed
         statistics.registrationFailures = reasons.registrationFailures
         return statistics

@@ -1,3 +1,4 @@
+import EPMDLogging
 import EPMDPosix
 import EPMDRegistry
 import Logging
@@ -25,7 +26,10 @@ extension EventLoop {
                 }
                 // ECONNABORTED, EPROTO, EPERM and friends concern one peer only: never fatal.
                 self.server.counters.rejected(reason)
-                self.logger.info("error in accept: \(error.message)")
+                let cause = AdmissionLogReason.acceptError.rawValue
+                if let count = self.refusalLog.occurred(cause, now: System.monotonicNanoseconds()) {
+                    self.logger.info("error in accept: \(error.message)\(Self.repeated(count))")
+                }
                 return
             }
         }
@@ -33,9 +37,15 @@ extension EventLoop {
 
     /// EMFILE/ENFILE: keep every registration, count the refusal, and serve one waiting client with
     /// the reserve descriptor; then stop polling the listeners until a descriptor frees (or 100 ms).
+    /// Logged once per interval with a count (a full table would otherwise log ten lines a second).
     private mutating func outOfDescriptors(_ error: SystemError, reason: EPMDRefusalReason, listenFD: Int32) {
         self.server.counters.rejected(reason)
-        self.logger.error("error in accept: \(error.message) (registrations kept, accepting paused)")
+        let cause = AdmissionLogReason.outOfDescriptors.rawValue
+        if let count = self.refusalLog.occurred(cause, now: System.monotonicNanoseconds()) {
+            self.logger.error(
+                "error in accept: \(error.message) (registrations kept, accepting paused)\(Self.repeated(count))"
+            )
+        }
         if self.reserveFD >= 0 {
             System.close(self.reserveFD)
             self.reserveFD = -1
@@ -64,8 +74,13 @@ extension EventLoop {
         }
     }
 
-    /// A connection just accepted: adopted with a fresh state.
+    /// A connection just accepted: admitted under the caps (see `makeRoom`), then adopted with a
+    /// fresh state; or, at the cap with nothing to evict, closed at once.
     private mutating func accepted(fd: Int32, peer: SocketAddress) {
+        guard self.makeRoom(for: peer, key: PeerKey(peer)) else {
+            self.refuse(fd: fd, peer: peer)
+            return
+        }
         let isLocal = PeerLocality.isLocal(peer: peer) { try? System.localAddress(fd) }
         if self.logsDebug { self.logger.debug("\(isLocal ? "Local" : "Non-local") peer connected (\(peer))") }
         self.adopt(

@@ -31,7 +31,7 @@ extension EventLoop {
             self.logger.warning("Disallowed STOP_REQ, no relaxed_command_check")
         case .strayData:
             self.logger.info("got more than expected on ALIVE socket (\(connection.id))")
-        case .answered, .peerClosed, .ioError, .timeout, .stopped, .shutdown:
+        case .answered, .peerClosed, .ioError, .timeout, .stopped, .shutdown, .evicted:
             break
         }
         let index = Int(connection.fd)

@@ -1,3 +1,4 @@
+import EPMDLogging
 import EPMDPosix
 import EPMDProtocol
 import EPMDRegistry
@@ -45,6 +46,8 @@ struct EventLoop {
     let packetTimeout: UInt64
     let delayWrite: UInt64
     let portPrefix: [UInt8]
+    /// One log line per reason of eviction or refusal per interval (`AdmissionLogReason`).
+    let refusalLog: LogRateLimiter
 
     init(server: EPMDServer) throws(SystemError) {
         self.server = server
@@ -55,6 +58,10 @@ struct EventLoop {
         self.packetTimeout = UInt64(max(server.configuration.packetTimeout, 1)) * 1_000_000_000
         self.delayWrite = UInt64(max(server.configuration.delayWrite, 0)) * 1_000_000_000
         self.portPrefix = EPMDResponse.portPrefix(server.configuration.port)
+        self.refusalLog = LogRateLimiter(
+            reasons: AdmissionLogReason.allCases.count,
+            intervalSeconds: server.configuration.refusalLogInterval
+        )
         for (index, fd) in server.listeners.enumerated() {
             try self.epoll.add(fd, events: .input, data: LoopToken.listener(index: Int32(index)).packed)
         }

@@ -9,8 +9,9 @@ import Prometheus
 ///
 /// Families: `epmd_requests_total{request,result}`, `epmd_request_duration_seconds{request}`,
 /// `epmd_registration_failures_total{reason}`, `epmd_connections`, `epmd_connections_accepted_total`,
-/// `epmd_connections_rejected_total{reason}`, `epmd_connection_timeouts_total`,
-/// `epmd_malformed_packets_total{reason}`.
+/// `epmd_connections_rejected_total{reason}`, `epmd_connections_evicted_total{reason}`,
+/// `epmd_connections_limit`, `epmd_connection_timeouts_total`, `epmd_malformed_packets_total{reason}`,
+/// and the process's descriptor split, `epmd_gateway_descriptor_budget{part}`.
 public final class LoopMetrics: EPMDServerInstruments {
     /// By `RequestKey.slot` (arrays, not dictionaries: this is on every request's path, and hashing
     /// the key cost more than the counting).
@@ -22,6 +23,10 @@ public final class LoopMetrics: EPMDServerInstruments {
     private let connections: Gauge
     private let accepted: Counter
     private let rejected: [EPMDRefusalReason: Counter]
+    /// By `EPMDEvictionReason.rawValue`.
+    private let evicted: [Counter]
+    private let connectionsLimit: Gauge
+    private let budget: [DescriptorBudgetPart: Gauge]
     private let timeouts: Counter
     private let malformed: [EPMDMalformedReason: Counter]
     private let logger: Logger
@@ -47,6 +52,19 @@ public final class LoopMetrics: EPMDServerInstruments {
 
     /// The `reason` values of `epmd_connections_rejected_total` (every `EPMDRefusalReason`).
     public static let rejectionReasons: [String] = EPMDRefusalReason.allCases.map(\.label)
+
+    /// The `reason` values of `epmd_connections_evicted_total` (every `EPMDEvictionReason`).
+    public static let evictionReasons: [String] = EPMDEvictionReason.allCases.map(\.label)
+
+    /// The parts of `epmd_gateway_descriptor_budget`.
+    public enum DescriptorBudgetPart: String, CaseIterable, Sendable {
+        /// Kept for the daemon itself and the HTTP front's own descriptors.
+        case reserve
+        /// The epmd connection cap.
+        case epmd
+        /// The HTTP connection limit.
+        case http
+    }
 
     /// Latency buckets, seconds: a lookup on loopback takes tens of microseconds, so the client
     /// defaults (5 ms to 10 s) would put everything in the first bucket.
@@ -112,6 +130,31 @@ public final class LoopMetrics: EPMDServerInstruments {
             \.label,
             { counter("epmd_connections_rejected_total", "Accepts on the epmd port that failed, by reason.", $0) }
         )
+        self.evicted = EPMDEvictionReason.allCases.sorted { $0.rawValue < $1.rawValue }.map { reason in
+            counter(
+                "epmd_connections_evicted_total",
+                "Connections without a registration closed to admit a new one, by reason.",
+                [("reason", reason.label)]
+            )
+        }
+        self.connectionsLimit = collectors.makeGauge(
+            descriptor: GatewayMetrics.descriptor(
+                "epmd_connections_limit",
+                "The epmd connection cap in force (0: none of its own)."
+            ),
+            labels: []
+        )
+        var budget: [DescriptorBudgetPart: Gauge] = [:]
+        for part in DescriptorBudgetPart.allCases {
+            budget[part] = collectors.makeGauge(
+                descriptor: GatewayMetrics.descriptor(
+                    "epmd_gateway_descriptor_budget",
+                    "The split of the process's descriptor limit (RLIMIT_NOFILE), by part."
+                ),
+                labels: [("part", part.rawValue)]
+            )
+        }
+        self.budget = budget
         self.timeouts = counter(
             "epmd_connection_timeouts_total",
             "Connections closed because their request did not arrive within the packet timeout."
@@ -164,6 +207,25 @@ public final class LoopMetrics: EPMDServerInstruments {
 
     public func connectionTimedOut() {
         self.timeouts.increment()
+    }
+
+    public func connectionEvicted(_ reason: EPMDEvictionReason) {
+        if reason.rawValue < self.evicted.count { self.evicted[reason.rawValue].increment() }
+    }
+
+    // MARK: - Limits
+
+    /// Sets `epmd_connections_limit` and `epmd_gateway_descriptor_budget` (once, at start).
+    /// - Parameters:
+    ///   - maxConnections: the epmd connection cap (0: none).
+    ///   - reserve: descriptors kept for the daemon and the HTTP front's own.
+    ///   - epmd: the epmd part (the cap).
+    ///   - http: the HTTP connection limit (0 without the HTTP front).
+    public func limits(maxConnections: Int, reserve: Int, epmd: Int, http: Int) {
+        self.connectionsLimit.set(to: Double(maxConnections))
+        self.budget[.reserve]?.set(to: Double(reserve))
+        self.budget[.epmd]?.set(to: Double(epmd))
+        self.budget[.http]?.set(to: Double(http))
     }
 
     // MARK: - Scrape time

@@ -129,6 +129,35 @@ import Testing
         #expect(!off.httpEnabled)
         #expect(self.parse([], ["EPMD_GATEWAY_HTTP_PORT": "nope"]) == .usage)
     }
+
+    @Test("connection limits: --max-connections, --connections-per-address, --http-connections, and their variables")
+    func connectionLimits() throws {
+        let defaults = try #require(self.parse([]).serveOptions, "not serve")
+        #expect(defaults.maxConnections == nil && defaults.httpConnections == nil)
+        #expect(defaults.connectionsPerAddress == 128)
+        let options = try #require(
+            self.parse([
+                "--max-connections", "5000", "--connections-per-address=0", "--http-connections", "64",
+            ]).serveOptions,
+            "not serve"
+        )
+        #expect(options.maxConnections == 5000 && options.connectionsPerAddress == 0 && options.httpConnections == 64)
+        let env = [
+            "EPMD_GATEWAY_MAX_CONNECTIONS": "300", "EPMD_GATEWAY_CONNECTIONS_PER_ADDRESS": "16",
+            "EPMD_GATEWAY_HTTP_CONNECTIONS": "40",
+        ]
+        let fromEnvironment = try #require(self.parse(["--max-connections", "301"], env).serveOptions, "not serve")
+        #expect(fromEnvironment.maxConnections == 301 && fromEnvironment.connectionsPerAddress == 16)
+        #expect(fromEnvironment.httpConnections == 40)
+        for bad in [
+            ["--max-connections", "0"], ["--max-connections", "-5"], ["--max-connections", "lots"],
+            ["--max-connections", "3000000000"], ["--connections-per-address", "-1"], ["--http-connections", "0"],
+            ["--http-connections", "65537"], ["--max-connections"],
+        ] {
+            #expect(self.parse(bad) == .usage, "\(bad)")
+        }
+        #expect(self.parse([], ["EPMD_GATEWAY_MAX_CONNECTIONS": "0"]) == .usage)
+    }
     @Test("event and metrics options, and their environment variables")
     func eventOptions() throws {
         let options = try #require(

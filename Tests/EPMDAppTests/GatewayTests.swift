@@ -255,4 +255,37 @@ import Testing
             try Gateway.build(options: hostname, environment: [:], logger: logger)
         }
     }
+
+    @Test(
+        "the descriptor budget: derived from RLIMIT_NOFILE, exported, logged; explicit limits that do not fit stop the start"
+    )
+    func descriptorBudget() throws {
+        let (logger, logs) = Self.logger()
+        let gateway = try Gateway.build(options: Self.options(), environment: [:], logger: logger)
+        defer { gateway.shutdown() }
+        let expected = try DescriptorBudget(limit: System.descriptorLimit(), options: Self.options())
+        #expect(gateway.descriptorBudget == expected)
+        let exposition = String(
+            decoding: gateway.metrics.exposition(registry: gateway.registry, openConnections: 0),
+            as: UTF8.self
+        )
+        #expect(exposition.contains("\nepmd_connections_limit \(expected.epmd).0\n"))
+        #expect(exposition.contains("\nepmd_gateway_descriptor_budget{part=\"reserve\"} \(expected.reserve).0\n"))
+        #expect(exposition.contains("\nepmd_gateway_descriptor_budget{part=\"http\"} \(expected.http).0\n"))
+        #expect(
+            logs.entries.contains {
+                "\($0.message)"
+                    == "descriptor limit \(expected.limit): reserve \(expected.reserve), epmd \(expected.epmd), HTTP \(expected.http)"
+            }
+        )
+
+        var tooMany = Self.options()
+        tooMany.maxConnections = System.descriptorLimit()
+        #expect {
+            try Gateway.build(options: tooMany, environment: [:], logger: logger)
+        } throws: { error in
+            guard case .cannotStart(let message) = error as? GatewayError else { return false }
+            return message.hasPrefix("--max-connections \(System.descriptorLimit()) and one HTTP connection do not fit")
+        }
+    }
 }

@@ -18,7 +18,11 @@ import Glibc
 
     @Test("refusal reasons and their errno values")
     func refusals() {
-        #expect(EPMDRefusalReason.allCases.map(\.label) == ["emfile", "enfile", "no_memory", "accept_error"])
+        #expect(
+            EPMDRefusalReason.allCases.map(\.label) == [
+                "emfile", "enfile", "no_memory", "accept_error", "max_connections",
+            ]
+        )
         #expect(EPMDRefusalReason(errno: EMFILE) == .emfile)
         #expect(EPMDRefusalReason(errno: ENFILE) == .enfile)
         #expect(EPMDRefusalReason(errno: ENOBUFS) == .noMemory)
@@ -26,11 +30,16 @@ import Glibc
         #expect(EPMDRefusalReason(errno: ECONNABORTED) == .acceptError)
     }
 
+    @Test("eviction reasons: the cap and the per-address cap, with distinct labels")
+    func evictions() {
+        #expect(EPMDEvictionReason.allCases.map(\.label) == ["max_connections", "per_address"])
+    }
+
     @Test("close reasons: each maps to its malformed reason (bad input only) and its unregister reason")
     func closes() {
         let all = CloseReason.allCases
         #expect(Set(all).count == all.count)
-        #expect(all.count == EPMDProtocolError.allCases.count + CloseReason.localOnlyCodes.count + 8)
+        #expect(all.count == EPMDProtocolError.allCases.count + CloseReason.localOnlyCodes.count + 9)
         for reason in all {
             switch reason {
             case .malformed(let error): #expect(reason.malformedReason == .protocolError(error))
@@ -44,10 +53,11 @@ import Glibc
         #expect(CloseReason.shutdown.unregisterReason == .shutdown)
         #expect(CloseReason.timeout.unregisterReason == .error)
         #expect(CloseReason.peerClosed.unregisterReason == .closed)
+        #expect(CloseReason.evicted.unregisterReason == .closed && CloseReason.evicted.malformedReason == nil)
         #expect(
             Set(all.map(\.label)) == [
                 "malformed", "not_local", "stop_not_allowed", "answered", "peer_closed", "io_error", "stray_data",
-                "timeout", "stopped", "shutdown",
+                "timeout", "stopped", "shutdown", "evicted",
             ]
         )
     }

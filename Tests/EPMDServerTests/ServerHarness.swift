@@ -27,6 +27,9 @@ final class ServerHarness: Sendable {
         delayWrite: Int = 0,
         historyLimit: Int = 1000,
         registry: NodeRegistry? = nil,
+        maxConnections: Int = 0,
+        connectionsPerAddress: Int = EPMDServerConfiguration.defaultConnectionsPerAddress,
+        refusalLogInterval: Int = 10,
         adopting snapshots: [EPMDConnectionSnapshot] = []
     ) throws {
         let configuration = EPMDServerConfiguration(
@@ -35,7 +38,10 @@ final class ServerHarness: Sendable {
             relaxedCommandCheck: relaxed,
             packetTimeout: packetTimeout,
             delayWrite: delayWrite,
-            historyLimit: historyLimit
+            historyLimit: historyLimit,
+            maxConnections: maxConnections,
+            connectionsPerAddress: connectionsPerAddress,
+            refusalLogInterval: refusalLogInterval
         )
         self.server = try EPMDServer(
             configuration: configuration,

@@ -90,9 +90,18 @@ import Glibc
             LoopMetrics.malformedReasons.contains("invalid_length")
                 && LoopMetrics.malformedReasons.contains("not_local")
         )
-        #expect(LoopMetrics.rejectionReasons == ["emfile", "enfile", "no_memory", "accept_error"])
+        #expect(LoopMetrics.rejectionReasons == ["emfile", "enfile", "no_memory", "accept_error", "max_connections"])
+        for reason in EPMDEvictionReason.allCases.map(\.label) {
+            #expect(parsed["epmd_connections_evicted_total", ("reason", reason)] == 0)
+        }
+        #expect(LoopMetrics.evictionReasons == ["max_connections", "per_address"])
+        #expect(parsed["epmd_connections_limit"] == 0)
+        for part in ["reserve", "epmd", "http"] {
+            #expect(parsed["epmd_gateway_descriptor_budget", ("part", part)] == 0)
+        }
         for family in [
             "epmd_malformed_packets_total", "epmd_registration_failures_total", "epmd_connections_rejected_total",
+            "epmd_connections_evicted_total",
         ] {
             #expect(parsed[family, ("reason", "other")] == nil)
         }
@@ -183,6 +192,25 @@ import Glibc
         #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_registration_failures_total", ("reason", "name_in_use")] == 1)
         #expect(parsed["epmd_connection_timeouts_total"] == 1)
+    }
+
+    @Test("evictions and cap refusals by reason; the connection cap and the descriptor budget as gauges")
+    func admission() {
+        let metrics = Self.make()
+        metrics.loop.connectionEvicted(.perAddress)
+        metrics.loop.connectionEvicted(.perAddress)
+        metrics.loop.connectionEvicted(.maxConnections)
+        metrics.loop.connectionRejected(.maxConnections)
+        metrics.loop.limits(maxConnections: 19312, reserve: 66, epmd: 19312, http: 622)
+        let parsed = Self.scrape(metrics)
+        #expect(parsed["epmd_connections_evicted_total", ("reason", "per_address")] == 2)
+        #expect(parsed["epmd_connections_evicted_total", ("reason", "max_connections")] == 1)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "max_connections")] == 1)
+        #expect(parsed["epmd_connections_rejected_total", ("reason", "emfile")] == 0)
+        #expect(parsed["epmd_connections_limit"] == 19312)
+        #expect(parsed["epmd_gateway_descriptor_budget", ("part", "reserve")] == 66)
+        #expect(parsed["epmd_gateway_descriptor_budget", ("part", "epmd")] == 19312)
+        #expect(parsed["epmd_gateway_descriptor_budget", ("part", "http")] == 622)
     }
 
     @Test("registry events: registrations, unregistrations by reason, lifetimes, flaps; scrape-time gauges")

@@ -110,14 +110,31 @@ struct LimitsTests {
         }
     }
 
+    /// Lowers a running process's descriptor limit (soft and hard) with util-linux's prlimit(1)
+    /// (Swift's Glibc module does not export prlimit(2): it needs _GNU_SOURCE).
+    static func lowerDescriptorLimit(of pid: Int32, to value: Int) throws {
+        let prlimit = try ExternalTool.require("prlimit")
+        let result = try Command.run(prlimit, ["--pid", String(pid), "--nofile=\(value):\(value)"], timeout: 10)
+        guard result.status == 0 else { throw TestFailure("prlimit --pid \(pid): \(result.stderr)") }
+    }
+
     @Test(
         "Descriptor exhaustion (ulimit -n 256) is not fatal: registrations survive, lookups resume",
         .timeLimit(.minutes(2))
     )
     func descriptorExhaustionIsNotFatal() async throws {
         let holdCount = 400
+        // C epmd runs under `ulimit -n 256` from the start. The gateway would then derive a connection
+        // cap below the limit (the budget: EMFILE never comes, see the next test), so to drive it into
+        // EMFILE it starts with the CI limit, no per-address cap, and gets 256 once running, as
+        // `prlimit --pid` would do to a live daemon: its cap is then far above the limit.
+        let isC = TestBinary.isCEPMD
         try await ConformanceFDBudget.with(holdCount + 50) {
-            try await GatewayProcess.with(shellPrefix: "ulimit -n 256;") { gateway in
+            try await GatewayProcess.with(
+                arguments: isC ? [] : ["--connections-per-address", "0"],
+                shellPrefix: isC ? "ulimit -n 256;" : nil
+            ) { gateway in
+                if !isC { try Self.lowerDescriptorLimit(of: gateway.process.processIdentifier, to: 256) }
                 var nodes: [Int32] = []
                 var held: [Int32] = []
                 defer { for fd in nodes + held { close(fd) } }
@@ -197,6 +214,93 @@ struct LimitsTests {
                 nodes.append(late.fd)
                 #expect(late.reply[0..<2] == [118, 0])
                 #expect(gateway.process.isRunning)
+            }
+        }
+    }
+
+    /// utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+    static func cpuTicks(_ pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+        return user + system
+    }
+
+    @Test(
+        "Under ulimit -n 256 the descriptor budget caps the epmd port before EMFILE: idle floods are evicted by reason, registrations and lookups go on, nothing spins",
+        .enabled(if: !TestBinary.isCEPMD, "C epmd has no connection cap"),
+        .timeLimit(.minutes(2))
+    )
+    func budgetCapsBeforeExhaustion() async throws {
+        let holdCount = 400
+        try await ConformanceFDBudget.with(holdCount + 50) {
+            let httpPort = try FreePort.next()
+            try await GatewayProcess.with(
+                arguments: ["--http-port", String(httpPort)],
+                shellPrefix: "ulimit -n 256;"
+            ) { gateway in
+                let pid = gateway.process.processIdentifier
+                var nodes: [Int32] = []
+                var held: [Int32] = []
+                defer { for fd in nodes + held { close(fd) } }
+                for (i, name) in ["alpha", "beta", "gamma"].enumerated() {
+                    let node = try await W.register(port: gateway.port, name: name, nodePort: UInt16(7000 + i))
+                    nodes.append(node.fd)
+                    #expect(node.reply[0..<2] == [118, 0])
+                }
+                // 256: reserve 66, HTTP 32, epmd 158. 127.0.0.2 floods past its 128 (per-address
+                // evictions), then 127.0.0.3 fills the cap (the oldest idle ones, 127.0.0.2's first).
+                for i in 0..<holdCount {
+                    held.append(
+                        try WireClient.connect(port: gateway.port, from: i < holdCount / 2 ? "127.0.0.2" : "127.0.0.3")
+                    )
+                    if held.count % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                try await Task.sleep(for: .seconds(1))
+                #expect(gateway.process.isRunning, "the gateway exited: \(gateway.log)")
+                let fdCount = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+                #expect(fdCount > 0 && fdCount <= 158 + 66, "the gateway holds \(fdCount) descriptors")
+
+                // Idle under the flood: no CPU, no log lines.
+                let ticks0 = Self.cpuTicks(pid)
+                let lines0 = gateway.log.split(separator: "\n").count
+                try await Task.sleep(for: .seconds(2))
+                let ticks1 = Self.cpuTicks(pid)
+                let lines1 = gateway.log.split(separator: "\n").count
+                if let ticks0, let ticks1 { #expect(ticks1 - ticks0 <= 20, "\(ticks1 - ticks0) ticks in 2 s") }
+                #expect(lines1 - lines0 <= 1, "the log grew by \(lines1 - lines0) lines in 2 s: \(gateway.log)")
+
+                // A lookup from another client is answered at once; NAMES lists every registration.
+                let clock = ContinuousClock()
+                let start = clock.now
+                let lookup = try await W.request(port: gateway.port, [122] + Array("beta".utf8))
+                #expect(lookup.bytes == W.port2Found(name: Array("beta".utf8), nodePort: 7001))
+                #expect(start.duration(to: clock.now) < .seconds(1))
+                let lines = try await W.nameLines(port: gateway.port)
+                #expect(lines == ["name gamma at port 7002", "name beta at port 7001", "name alpha at port 7000"])
+                for fd in nodes {
+                    let state = await W.collect(fd, for: .milliseconds(50))
+                    #expect(state.ending == .open && state.bytes.isEmpty, "a registered node was disturbed: \(state)")
+                }
+                let late = try await W.register(port: gateway.port, name: "delta", nodePort: 7003)
+                nodes.append(late.fd)
+                #expect(late.reply[0..<2] == [118, 0])
+
+                // The causes are counted, EMFILE never came, and the HTTP front answers.
+                let samples = try await MetricsTests.scrape(httpPort)
+                #expect((samples["epmd_connections_evicted_total", ("reason", "per_address")] ?? 0) >= 60)
+                #expect((samples["epmd_connections_evicted_total", ("reason", "max_connections")] ?? 0) >= 100)
+                #expect(samples["epmd_connections_rejected_total", ("reason", "emfile")] == 0)
+                #expect(samples["epmd_connections_limit"] == 158)
+                #expect(samples["epmd_gateway_descriptor_budget", ("part", "http")] == 32)
+                let livez = try await Curl.run(["http://127.0.0.1:\(httpPort)/livez"], maxTime: 1)
+                #expect(livez.status == 200)
+                // One line per reason per interval, not one per eviction.
+                let evictionLines = gateway.log.split(separator: "\n").filter { $0.contains("closed the oldest") }
+                #expect((1...4).contains(evictionLines.count), "\(evictionLines)")
             }
         }
     }
