@@ -99,6 +99,7 @@ public final class HostileClients: @unchecked Sendable {
 
     private let clock = ContinuousClock()
     private let stopped = Atomic<Bool>(false)
+    private let running = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let firstWave = DispatchSemaphore(value: 0)
     private let stats = Mutex(Statistics())
@@ -134,6 +135,7 @@ public final class HostileClients: @unchecked Sendable {
     /// Starts the crowd's thread and waits (blocking, at most 60 s) until its first wave is connected.
     /// From async code, call it inside `Blocking.run`.
     public func startBlocking() throws {
+        guard !self.running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         Thread { self.run() }.start()
         guard self.firstWave.wait(timeout: .now() + 60) == .success else {
             throw TestFailure("the hostile clients' first wave did not connect within 60 s: \(self.statistics)")
@@ -147,7 +149,9 @@ public final class HostileClients: @unchecked Sendable {
 
     /// Stops the thread and closes every connection (waits at most 10 s for the thread).
     public func stop() {
-        guard !self.stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard !self.stopped.exchange(true, ordering: .acquiringAndReleasing),
+            self.running.load(ordering: .acquiring)
+        else { return }
         _ = self.finished.wait(timeout: .now() + 10)
     }
 
@@ -160,10 +164,6 @@ public final class HostileClients: @unchecked Sendable {
     // MARK: - The crowd's thread
 
     private func run() {
-        var none = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, nil)
-        signal(SIGPIPE, SIG_IGN)
         let start = self.clock.now
         self.slots = (0..<self.count).map { Slot(source: self.sources[$0 % self.sources.count], openedAt: start) }
         for index in self.slots.indices { self.open(index) }
@@ -406,19 +406,5 @@ public final class HostileClients: @unchecked Sendable {
             _ = poll(&entry, 1, 50)
         }
         return true
-    }
-}
-
-/// The CPU time a process has used, from /proc/PID/stat (utime + stime).
-public enum ProcessCPU {
-    /// Seconds of CPU (user + system) used by `pid` so far, or nil if it cannot be read.
-    public static func seconds(pid: pid_t) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.range(of: ")", options: .backwards)
-        else { return nil }
-        // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
-        let fields = stat[close.upperBound...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
