@@ -53,7 +53,7 @@ public final class EPMDServer: Sendable {
         instruments: (any EPMDServerInstruments)? = nil
     ) throws {
         self.configuration = configuration
-        self.counters = EPMDServerCounters(instruments: instruments)
+        self.counters = EPMDServerCounters(instruments: instruments, limit: configuration.maxConnections)
         self.registry = registry
         self.logger = logger
         switch configuration.listeners {

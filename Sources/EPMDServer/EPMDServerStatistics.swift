@@ -23,6 +23,8 @@ public struct EPMDServerStatistics: Sendable, Equatable {
     public var openConnections: Int = 0
     /// Highest number of connections open at once.
     public var peakConnections: Int = 0
+    /// The connection cap in force (0: none): the configured one, or lower after EMFILE.
+    public var connectionLimit: Int = 0
 
     public init() {}
 }
@@ -80,11 +82,15 @@ public protocol EPMDServerInstruments: Sendable {
     func connectionTimedOut()
     /// A connection holding no registration was closed to admit a new one.
     func connectionEvicted(_ reason: EPMDEvictionReason)
+    /// The connection cap in force changed (lowered after EMFILE).
+    func connectionLimitChanged(_ limit: Int)
 }
 
 extension EPMDServerInstruments {
     /// Does nothing: for receivers written before evictions existed.
     public func connectionEvicted(_ reason: EPMDEvictionReason) {}
+    /// Does nothing: for receivers written before the cap existed.
+    public func connectionLimitChanged(_ limit: Int) {}
 }
 
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
@@ -94,6 +100,7 @@ final class EPMDServerCounters: Sendable {
     private let timeouts = Atomic<UInt64>(0)
     let open = Atomic<Int>(0)
     private let peak = Atomic<Int>(0)
+    private let limit = Atomic<Int>(0)
     private let alive2 = Atomic<UInt64>(0)
     private let portPlease2 = Atomic<UInt64>(0)
     private let names = Atomic<UInt64>(0)
@@ -103,7 +110,10 @@ final class EPMDServerCounters: Sendable {
     private let reasons = Mutex<Reasons>(Reasons())
     private let instruments: (any EPMDServerInstruments)?
 
-    init(instruments: (any EPMDServerInstruments)?) { self.instruments = instruments }
+    init(instruments: (any EPMDServerInstruments)?, limit: Int) {
+        self.instruments = instruments
+        self.limit.store(limit, ordering: .relaxed)
+    }
 
     private struct Reasons {
         var rejected: [EPMDRefusalReason: UInt64] = [:]
@@ -144,6 +154,11 @@ final class EPMDServerCounters: Sendable {
         self.instruments?.connectionEvicted(reason)
     }
 
+    func limitChanged(_ limit: Int) {
+        self.limit.store(limit, ordering: .relaxed)
+        self.instruments?.connectionLimitChanged(limit)
+    }
+
     func malformed(_ reason: EPMDMalformedReason) {
         self.reasons.withLock { $0.malformed[reason, default: 0] += 1 }
         self.instruments?.packetMalformed(reason)
@@ -165,6 +180,7 @@ final class EPMDServerCounters: Sendable {
         statistics.timeouts = self.timeouts.load(ordering: .relaxed)
         statistics.openConnections = self.open.load(ordering: .relaxed)
         statistics.peakConnections = self.peak.load(ordering: .relaxed)
+        statistics.connectionLimit = self.limit.load(ordering: .relaxed)
         let values: [(EPMDRequestKind, UInt64)] = [
             (.alive2, self.alive2.load(ordering: .relaxed)),
             (.portPlease2, self.portPlease2.load(ordering: .relaxed)),

@@ -38,6 +38,7 @@ extension EventLoop {
     /// EMFILE/ENFILE: keep every registration, count the refusal, and serve one waiting client with
     /// the reserve descriptor; then stop polling the listeners until a descriptor frees (or 100 ms).
     /// Logged once per interval with a count (a full table would otherwise log ten lines a second).
+    /// EMFILE also lowers the cap in force and frees descriptors (`shedOnExhaustion`).
     private mutating func outOfDescriptors(_ error: SystemError, reason: EPMDRefusalReason, listenFD: Int32) {
         self.server.counters.rejected(reason)
         let cause = AdmissionLogReason.outOfDescriptors.rawValue
@@ -46,6 +47,7 @@ extension EventLoop {
                 "error in accept: \(error.message) (registrations kept, accepting paused)\(Self.repeated(count))"
             )
         }
+        if reason == .emfile { self.shedOnExhaustion() }
         if self.reserveFD >= 0 {
             System.close(self.reserveFD)
             self.reserveFD = -1

@@ -48,6 +48,9 @@ struct EventLoop {
     let portPrefix: [UInt8]
     /// One log line per reason of eviction or refusal per interval (`AdmissionLogReason`).
     let refusalLog: LogRateLimiter
+    /// The epmd connection cap in force (0: none): the configured one, lowered if EMFILE shows the
+    /// descriptor limit to be smaller than the budget assumed (`shedOnExhaustion`).
+    var capInForce: Int
 
     init(server: EPMDServer) throws(SystemError) {
         self.server = server
@@ -58,6 +61,7 @@ struct EventLoop {
         self.packetTimeout = UInt64(max(server.configuration.packetTimeout, 1)) * 1_000_000_000
         self.delayWrite = UInt64(max(server.configuration.delayWrite, 0)) * 1_000_000_000
         self.portPrefix = EPMDResponse.portPrefix(server.configuration.port)
+        self.capInForce = server.configuration.maxConnections
         self.refusalLog = LogRateLimiter(
             reasons: AdmissionLogReason.allCases.count,
             intervalSeconds: server.configuration.refusalLogInterval

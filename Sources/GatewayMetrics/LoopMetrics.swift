@@ -213,6 +213,10 @@ public final class LoopMetrics: EPMDServerInstruments {
         if reason.rawValue < self.evicted.count { self.evicted[reason.rawValue].increment() }
     }
 
+    public func connectionLimitChanged(_ limit: Int) {
+        self.connectionsLimit.set(to: Double(limit))
+    }
+
     // MARK: - Limits
 
     /// Sets `epmd_connections_limit` and `epmd_gateway_descriptor_budget` (once, at start).

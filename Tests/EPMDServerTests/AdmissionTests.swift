@@ -75,6 +75,7 @@ import Glibc
         #expect(statistics.evicted == [.maxConnections: 3])
         #expect(statistics.rejected[.maxConnections] == nil)
         #expect(statistics.peakConnections == 4)
+        #expect(statistics.connectionLimit == 4)
     }
 
     @Test("at the cap with every connection registered, a new one is accepted and closed at once, and counted")

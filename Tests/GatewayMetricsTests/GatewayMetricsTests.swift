@@ -211,6 +211,9 @@ import Glibc
         #expect(parsed["epmd_gateway_descriptor_budget", ("part", "reserve")] == 66)
         #expect(parsed["epmd_gateway_descriptor_budget", ("part", "epmd")] == 19312)
         #expect(parsed["epmd_gateway_descriptor_budget", ("part", "http")] == 622)
+        // EMFILE lowers the cap in force.
+        metrics.loop.connectionLimitChanged(200)
+        #expect(Self.scrape(metrics)["epmd_connections_limit"] == 200)
     }
 
     @Test("registry events: registrations, unregistrations by reason, lifetimes, flaps; scrape-time gauges")
