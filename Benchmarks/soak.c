@@ -1060,7 +1060,7 @@ static void parse(int argc, char **argv) {
     if (!(opt.interval >= 0.5 && opt.interval <= 3600)) die("--interval takes [0.5, 3600]");
     if (!(opt.settle >= 0 && opt.settle <= 600)) die("--settle takes [0, 600]");
     if (!(opt.scrape_interval >= 0.05 && opt.scrape_interval <= 600)) die("--scrape-interval takes [0.05, 600]");
-    if (opt.lookup_threads < 1 || opt.lookup_threads > 64) die("--lookup-threads takes 1..64");
+    if (opt.lookup_threads < 0 || opt.lookup_threads > 64) die("--lookup-threads takes 0..64");
     if (opt.churn_threads < 0 || opt.churn_threads > 16) die("--churn-threads takes 0..16");
     if (opt.http_threads < 0 || opt.http_threads > 16) die("--http-threads takes 0..16");
     if (opt.watchers < 0 || opt.watchers > 100) die("--watchers takes 0..100");
