@@ -2,14 +2,14 @@ import Foundation
 import GatewayTestSupport
 import Testing
 
-/// `scripts/soak` (issue 9, part 8), shortened to 12 s with a row every 3 s: against the binary under
+/// `scripts/soak` (issue 9, part 8), shortened to 6 s with a row every 2 s: against the binary under
 /// test, the mixed load (lookups, registration churn, HTTP reads, SSE watchers, scrapes, two real erl
 /// nodes) has no error, descriptors and threads return to their count before the load, and the verdict
 /// is PASS. The ten-minute figures are in README's "Soak" section.
 @Suite(.timeLimit(.minutes(3)))
 struct SoakScriptTests {
     @Test(
-        "scripts/soak --interval 3 0.2: zero errors, fds and threads back at their start, verdict PASS",
+        "scripts/soak --interval 2 0.1: zero errors, fds and threads back at their start, verdict PASS",
         .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("erl") && ExternalTool.usable("cc"))
     )
     func shortSoakPasses() async throws {
@@ -23,15 +23,15 @@ struct SoakScriptTests {
             "SOAK_RESULTS": "",
         ]
         let result = try await Blocking.run {
-            try Command.run(script, ["--interval", "3", "0.2"], environment: environment, timeout: 150)
+            try Command.run(script, ["--interval", "2", "0.1"], environment: environment, timeout: 150)
         }
         let output = "\(result.stdout)\n--- stderr\n\(result.stderr)"
         #expect(result.status == 0, "\(output)")
         #expect(result.stdout.contains("**Verdict: PASS**"), "\(output)")
 
-        // The table: the row before the load, four 3-second rows, the row after it.
+        // The table: the row before the load, three 2-second rows, the row after it.
         let rows = result.stdout.split(separator: "\n").filter { $0.hasPrefix("row=") }
-        #expect(rows.count == 6, "\(output)")
+        #expect(rows.count == 5, "\(output)")
         func value(_ key: String, _ row: Substring) -> Int? {
             row.split(separator: " ").first { $0.hasPrefix("\(key)=") }.flatMap { Int($0.dropFirst(key.count + 1)) }
         }
