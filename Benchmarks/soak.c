@@ -23,7 +23,9 @@
  *              127.0.0.4, alternating one request per connection (Connection: close) and five
  *              requests on one keep-alive connection, cycling through /v1/nodes (200, must list
  *              soaktarget), /v1/nodes/soaktarget, /v1/nodes/<each --check-names>,
- *              /v1/nodes/soaktarget/health, /livez, /readyz: all must answer 200.
+ *              /v1/nodes/soaktarget/health, /livez, /readyz: all must answer 200. With them (when
+ *              --http-threads > 0), one long-poll client: GET /v1/nodes?index=G&wait=2s, G the last
+ *              generation it saw, at most 10 a second; 200 with a generation at or past G.
  *   watchers   --watchers SSE streams (default 4) on /v1/events from 127.0.0.5 for the whole run,
  *              and --transient-watchers threads (default 1) that connect, stay 0.5-4 s, and leave.
  *              Each stream must answer 200 with a "reset" frame within 5 s; after it every
@@ -36,8 +38,8 @@
  *              find it): the real erl nodes scripts/soak starts must stay registered.
  *
  * Every --interval seconds (default 60) it prints one row; after the load it waits --settle seconds
- * (default 3: every connection it made is closed by then, apart from soaktarget's) and prints the
- * "end" row. Rows (stdout, one line each):
+ * (default 5) and prints the "end" row: by then the gateway has closed every connection of ours but
+ * soaktarget's (it notices a watcher that left within about a second, a long-poll when its 2 s end). Rows (stdout, one line each):
  *
  *   row=K t=SECONDS rss_kb=N fds=N threads=N lookups=N p50_us=X p99_us=X errors=N
  *       lookup_err=N reg_err=N http_err=N watch_err=N scrape_err=N check_err=N
@@ -86,7 +88,7 @@ static struct {
     char *check_names[16];
     int n_check;
 } opt = {
-    .interval = 60, .settle = 3, .scrape_interval = 1,
+    .interval = 60, .settle = 5, .scrape_interval = 1,
     .lookup_threads = 4, .churn_threads = 2, .http_threads = 2, .watchers = 4, .transient = 1,
     .lookup_rate = 1000, .churn_rate = 10, .http_rate = 20, .timeout_ms = 5000,
 };
@@ -502,12 +504,12 @@ static const char *io_text(int rc) {
 
 /* A GET on an open connection; the body into b. 0 ok (status in h), else an error text. */
 static const char *http_exchange(struct reader *r, const char *path, int keep_alive, const char *accept,
-                                 struct head *h, struct body *b) {
+                                 struct head *h, struct body *b, int timeout_ms) {
     static __thread char why[128];
     b->len = 0;
     if (b->p) b->p[0] = 0;
     if (send_get(r->fd, path, keep_alive, accept) != 0) return "write failed";
-    r->deadline = now_ns() + (uint64_t)opt.timeout_ms * 1000000ull;
+    r->deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int rc = read_head(r, h);
     if (rc != 0) {
         snprintf(why, sizeof why, "reading the head: %s", io_text(rc));
@@ -653,7 +655,7 @@ static void *http_main(void *arg) {
             const char *path = paths[k++ % (unsigned long)np];
             int last = i == burst - 1;
             struct head h;
-            const char *why = http_exchange(r, path, !last, NULL, &h, &b);
+            const char *why = http_exchange(r, path, !last, NULL, &h, &b, opt.timeout_ms);
             atomic_fetch_add(&n_http, 1);
             if (why) {
                 error_at(K_HTTP, "GET %s: %s", path, why);
@@ -670,6 +672,45 @@ static void *http_main(void *arg) {
             }
         }
         if (fd >= 0) close(fd);
+    }
+    free(b.p);
+    free(r);
+    return NULL;
+}
+
+/* A long-poll client: GET /v1/nodes?index=G&wait=2s with G the last generation seen, at most 10 a
+ * second. Each answer must be 200 with a generation at or past G. */
+static void *longpoll_main(void *arg) {
+    (void)arg;
+    unsigned long long gen = 0;
+    struct body b = {0};
+    struct reader *r = malloc(sizeof *r);
+    if (!r) die("out of memory");
+    uint64_t next = now_ns();
+    while (!stopping()) {
+        sleep_until(next);
+        next = now_ns() + 100000000ull;
+        if (stopping()) break;
+        char path[128];
+        snprintf(path, sizeof path, "/v1/nodes?index=%llu&wait=2s", gen);
+        int fd = connect_from("127.0.0.4", opt.http_port, opt.timeout_ms);
+        atomic_fetch_add(&n_http, 1);
+        if (fd < 0) {
+            error_at(K_HTTP, "long-poll: connect failed: %s", strerror(errno));
+            continue;
+        }
+        r->fd = fd;
+        r->off = r->len = 0;
+        r->until_stop = 0;
+        struct head h;
+        const char *why = http_exchange(r, path, 0, NULL, &h, &b, opt.timeout_ms + 2000);
+        close(fd);
+        const char *g = (!why && h.status == 200 && b.p) ? strstr(b.p, "\"generation\":") : NULL;
+        unsigned long long got = g ? strtoull(g + 13, NULL, 10) : 0;
+        if (why) error_at(K_HTTP, "GET %s: %s", path, why);
+        else if (h.status != 200) error_at(K_HTTP, "GET %s: status %d", path, h.status);
+        else if (!g || got < gen) error_at(K_HTTP, "GET %s: generation %llu (missing or gone back)", path, got);
+        else gen = got;
     }
     free(b.p);
     free(r);
@@ -758,7 +799,7 @@ static void *scrape_main(void *arg) {
         r->off = r->len = 0;
         r->until_stop = 0;
         struct head h;
-        const char *why = http_exchange(r, "/metrics", 0, accept, &h, &b);
+        const char *why = http_exchange(r, "/metrics", 0, accept, &h, &b, opt.timeout_ms);
         close(fd);
         if (why) error_at(K_SCRAPE, "GET /metrics: %s", why);
         else if (h.status != 200) error_at(K_SCRAPE, "GET /metrics: status %d", h.status);
@@ -1112,7 +1153,7 @@ int main(int argc, char **argv) {
     uint64_t t0 = now_ns();
     print_row("0", 0);
 
-    int nthreads = opt.lookup_threads + opt.churn_threads + opt.http_threads + opt.watchers + opt.transient + 1;
+    int nthreads = opt.lookup_threads + opt.churn_threads + opt.http_threads + opt.watchers + opt.transient + 2;
     pthread_t *tids = calloc((size_t)nthreads, sizeof *tids);
     if (!tids) die("out of memory");
     int nt = 0;
@@ -1122,6 +1163,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < opt.watchers; i++) pthread_create(&tids[nt++], NULL, watcher_main, (void *)(intptr_t)i);
     for (int i = 0; i < opt.transient; i++) pthread_create(&tids[nt++], NULL, transient_main, (void *)(intptr_t)i);
     pthread_create(&tids[nt++], NULL, scrape_main, NULL);
+    if (opt.http_threads > 0) pthread_create(&tids[nt++], NULL, longpoll_main, NULL);
 
     uint64_t end = t0 + (uint64_t)(opt.seconds * 1e9);
     uint64_t step = (uint64_t)(opt.interval * 1e9);
