@@ -24,39 +24,28 @@ static inline size_t cmhd_keep_escaped(void *cls, struct MHD_Connection *connect
     return length;
 }
 
-/// MHD_start_daemon (variadic) with the options the gateway always sets: a connection limit and a
-/// connection timeout (MHD's default is none), an optional worker pool, an optional bind address
-/// (NULL: MHD binds `port` itself) and the completion callback.
+/// MHD_start_daemon (variadic) with the options Swift builds as an array (`MicroHTTPDOptions`), plus
+/// the one every daemon of the gateway gets: the unescape callback above. `options` ends with
+/// MHD_OPTION_END. `accept_policy` (may be NULL) sees each peer address before libmicrohttpd accepts.
 static inline struct MHD_Daemon *cmhd_start(unsigned int flags,
                                             uint16_t port,
-                                            const struct sockaddr *bind_address,
-                                            unsigned int thread_pool_size,
-                                            unsigned int connection_limit,
-                                            unsigned int connection_timeout_seconds,
-                                            unsigned int per_address_limit,
+                                            MHD_AcceptPolicyCallback accept_policy,
+                                            void *accept_policy_cls,
                                             MHD_AccessHandlerCallback handler,
                                             void *handler_cls,
-                                            MHD_RequestCompletedCallback completed,
-                                            void *completed_cls) {
-    struct MHD_OptionItem options[8];
-    int count = 0;
-    options[count++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL};
-    options[count++] =
-        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL};
-    options[count++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
-    options[count++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)cmhd_keep_escaped, NULL};
-    if (per_address_limit > 0) {
-        options[count++] =
-            (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_address_limit, NULL};
-    }
-    if (thread_pool_size > 1) {
-        options[count++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)thread_pool_size, NULL};
-    }
-    if (bind_address != NULL) {
-        options[count++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)bind_address};
-    }
-    options[count++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls, MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+                                            const struct MHD_OptionItem *options) {
+    return MHD_start_daemon(flags,
+                            port,
+                            accept_policy,
+                            accept_policy_cls,
+                            handler,
+                            handler_cls,
+                            MHD_OPTION_ARRAY,
+                            options,
+                            MHD_OPTION_UNESCAPE_CALLBACK,
+                            cmhd_keep_escaped,
+                            NULL,
+                            MHD_OPTION_END);
 }
 
 /// MHD_get_daemon_info (variadic): the port the daemon is bound to (0 if unknown).

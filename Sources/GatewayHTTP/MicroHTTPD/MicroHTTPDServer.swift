@@ -137,21 +137,20 @@ public final class MicroHTTPDServer: Sendable {
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         // The context is retained for the daemon's life and released in `stop`.
         let context = Unmanaged.passRetained(self.context).toOpaque()
-        let started = withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                cmhd_start(
-                    flags,
-                    configuration.port,
-                    address,
-                    UInt32(clamping: max(configuration.threads, 1)),
-                    UInt32(clamping: max(configuration.connectionLimit, 1)),
-                    UInt32(clamping: max(configuration.connectionTimeout, 1)),
-                    UInt32(clamping: max(configuration.connectionsPerAddress, 0)),
-                    MicroHTTPDCallbacks.access,
-                    context,
-                    MicroHTTPDCallbacks.completed,
-                    context
-                )
+        let started = withUnsafeMutablePointer(to: &storage) { address in
+            var options = MicroHTTPDOptions()
+            options.add(.CONNECTION_LIMIT, value: max(configuration.connectionLimit, 1))
+            options.add(.CONNECTION_TIMEOUT, value: max(configuration.connectionTimeout, 1))
+            options.add(.NOTIFY_COMPLETED, callback: MicroHTTPDCallbacks.completed, context: context)
+            if configuration.connectionsPerAddress > 0 {
+                options.add(.PER_IP_CONNECTION_LIMIT, value: configuration.connectionsPerAddress)
+            }
+            if configuration.threads > 1 {
+                options.add(.THREAD_POOL_SIZE, value: configuration.threads)
+            }
+            options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
+            return options.withTerminated { items in
+                cmhd_start(flags, configuration.port, nil, nil, MicroHTTPDCallbacks.access, context, items)
             }
         }
         guard let started else {
