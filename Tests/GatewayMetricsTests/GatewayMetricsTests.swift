@@ -95,13 +95,16 @@ import Glibc
             #expect(parsed["epmd_connections_evicted_total", ("reason", reason)] == 0)
         }
         #expect(LoopMetrics.evictionReasons == ["max_connections", "per_address"])
+        for reason in CloseReason.labels {
+            #expect(parsed["epmd_connections_closed_total", ("reason", reason)] == 0, "\(reason)")
+        }
         #expect(parsed["epmd_connections_limit"] == 0)
         for part in ["reserve", "epmd", "http"] {
             #expect(parsed["epmd_gateway_descriptor_budget", ("part", part)] == 0)
         }
         for family in [
             "epmd_malformed_packets_total", "epmd_registration_failures_total", "epmd_connections_rejected_total",
-            "epmd_connections_evicted_total",
+            "epmd_connections_evicted_total", "epmd_connections_closed_total",
         ] {
             #expect(parsed[family, ("reason", "other")] == nil)
         }
@@ -192,6 +195,26 @@ import Glibc
         #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_registration_failures_total", ("reason", "name_in_use")] == 1)
         #expect(parsed["epmd_connection_timeouts_total"] == 1)
+    }
+
+    @Test("epmd connections closed, by reason: each reason counted under its label")
+    func closes() {
+        let metrics = Self.make()
+        metrics.loop.connectionClosed(.peerClosed)
+        metrics.loop.connectionClosed(.peerClosed)
+        metrics.loop.connectionClosed(.ioError)
+        metrics.loop.connectionClosed(.malformed(.unknownCode))
+        metrics.loop.connectionClosed(.notLocal(.alive2Request))
+        metrics.loop.connectionClosed(.answered)
+        metrics.loop.connectionClosed(.evicted)
+        let parsed = Self.scrape(metrics)
+        let expected: [String: Double] = [
+            "peer_closed": 2, "io_error": 1, "malformed": 1, "not_local": 1, "answered": 1, "evicted": 1,
+        ]
+        for label in CloseReason.labels {
+            #expect(parsed["epmd_connections_closed_total", ("reason", label)] == expected[label] ?? 0, "\(label)")
+        }
+        #expect(parsed.types["epmd_connections_closed_total"] == "counter")
     }
 
     @Test("evictions and cap refusals by reason; the connection cap and the descriptor budget as gauges")

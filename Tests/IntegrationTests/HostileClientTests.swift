@@ -317,6 +317,9 @@ struct HostileClientTests {
             // Counted: every connection accepted, none left open on the epmd port (two registrations).
             let accepted = after.delta(before, "epmd_connections_accepted_total")
             #expect(accepted >= 3_000, "epmd connections accepted: \(accepted)")
+            // ... and closed at their EOF, counted by cause.
+            let peerClosed = after.delta(before, "epmd_connections_closed_total", ("reason", "peer_closed"))
+            #expect(peerClosed >= 1_000, "epmd connections closed at the peer's EOF: \(peerClosed)")
             #expect(
                 stats[2].oldestOpen < .milliseconds(3_500),
                 "half-closed HTTP connection left open: \(stats[2])"
@@ -330,7 +333,10 @@ struct HostileClientTests {
                 return (now["epmd_connections"] ?? 99) <= 2 && (now["epmd_gateway_http_connections"] ?? 0) <= 1
             }
             #expect(settled != nil, "connections left open after the crowds stopped")
-            Self.report("5 half-closed/vanish", stats.map(\.description).joined(separator: " | "))
+            Self.report(
+                "5 half-closed/vanish",
+                stats.map(\.description).joined(separator: " | ") + "; epmd peer_closed \(peerClosed)"
+            )
         }
     }
 
@@ -483,13 +489,24 @@ struct HostileClientTests {
             #expect(stats[2].oneShots + stats[3].oneShots >= 3_000, "\(stats)")
             let accepted = after.delta(before, "epmd_connections_accepted_total")
             #expect(accepted >= 3_000, "epmd connections accepted: \(accepted)")
+            // The resets are counted by cause (a reset read as an error; a reset noticed after the reply, or
+            // after an end of file, as the peer's close).
+            let ioErrors = after.delta(before, "epmd_connections_closed_total", ("reason", "io_error"))
+            let peerClosed = after.delta(before, "epmd_connections_closed_total", ("reason", "peer_closed"))
+            let answered = after.delta(before, "epmd_connections_closed_total", ("reason", "answered"))
+            #expect(ioErrors >= 1, "no reset counted as io_error (peer_closed \(peerClosed), answered \(answered))")
+            #expect(ioErrors + peerClosed + answered >= 3_000, "io_error \(ioErrors), peer_closed \(peerClosed)")
             for crowd in crowds { crowd.stop() }
             let settled = try await Poll.until(timeout: .seconds(5)) {
                 let now = try await scene.metrics()
                 return (now["epmd_connections"] ?? 99) <= 2 && (now["epmd_gateway_http_connections"] ?? 0) <= 1
             }
             #expect(settled != nil, "connections left open after the resets stopped")
-            Self.report("7 resets", stats.map(\.description).joined(separator: " | "))
+            Self.report(
+                "7 resets",
+                stats.map(\.description).joined(separator: " | ")
+                    + "; epmd closes: io_error \(ioErrors), peer_closed \(peerClosed), answered \(answered)"
+            )
         }
     }
 
