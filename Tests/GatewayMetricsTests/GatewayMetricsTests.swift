@@ -98,6 +98,9 @@ import Glibc
         for reason in CloseReason.labels {
             #expect(parsed["epmd_connections_closed_total", ("reason", reason)] == 0, "\(reason)")
         }
+        for reason in ["header_too_large", "uri_too_long", "malformed"] {
+            #expect(parsed["epmd_gateway_http_requests_rejected_total", ("reason", reason)] == 0, "\(reason)")
+        }
         #expect(parsed["epmd_connections_limit"] == 0)
         for part in ["reserve", "epmd", "http"] {
             #expect(parsed["epmd_gateway_descriptor_budget", ("part", part)] == 0)

@@ -513,7 +513,8 @@ struct HostileClientTests {
     // MARK: - 8. Huge headers and URLs
 
     /// Before issue 9: libmicrohttpd answered 431 (100 KB header, 10,000 headers) and 414 (100 KB URL)
-    /// itself, at once; the answers were not counted in `/metrics`.
+    /// itself, at once; the answers were not counted in `/metrics`. Now they are, read from
+    /// libmicrohttpd's own log line (`epmd_gateway_http_requests_rejected_total{reason}`).
     ///
     /// Options: the defaults. 30 clients of each kind from 127.0.0.2, at once.
     @Test("8. Huge headers and URLs (100 KB header, 100 KB URL, 10,000 headers): a 4xx or a close, never a hang")
@@ -521,6 +522,7 @@ struct HostileClientTests {
         try await ConformanceFDBudget.with(200) {
             let scene = try await HostileScene.start()
             defer { scene.stopBlocking() }
+            let before = try await scene.metrics()
             let big = String(repeating: "a", count: 100_000)
             let requests: [[UInt8]] = [
                 Array("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(big)\r\n\r\n".utf8),
@@ -551,7 +553,22 @@ struct HostileClientTests {
                 (try await scene.metrics()["epmd_gateway_http_connections"] ?? 0) <= 1
             }
             #expect(settled != nil)
-            Self.report("8 huge heads", stats.map(\.description).joined(separator: " | "))
+            // Counted by cause: every 431 and 414 libmicrohttpd answered itself.
+            let answered431 = stats[0].statusCodes[431, default: 0] + stats[2].statusCodes[431, default: 0]
+            let answered414 = stats[1].statusCodes[414, default: 0]
+            let after = try await scene.metrics()
+            let tooLarge = after.delta(
+                before,
+                "epmd_gateway_http_requests_rejected_total",
+                ("reason", "header_too_large")
+            )
+            let tooLong = after.delta(before, "epmd_gateway_http_requests_rejected_total", ("reason", "uri_too_long"))
+            #expect(tooLarge >= Double(max(answered431, 1)), "431 counted \(tooLarge), seen \(answered431)")
+            #expect(tooLong >= Double(max(answered414, 1)), "414 counted \(tooLong), seen \(answered414)")
+            Self.report(
+                "8 huge heads",
+                stats.map(\.description).joined(separator: " | ") + "; counted 431 \(tooLarge), 414 \(tooLong)"
+            )
         }
     }
 
