@@ -250,6 +250,9 @@ public final class Gateway: Sendable {
                     case .refusedPerAddress: metrics.http.connections.refused(.perAddress, count: count)
                     case .refusedAtLimit: metrics.http.connections.refused(.limit, count: count)
                     case .headerTimeout: metrics.http.connections.headerTimedOut(count: count)
+                    case .headTooLarge: metrics.http.connections.requestRejected(.headTooLarge, count: count)
+                    case .uriTooLong: metrics.http.connections.requestRejected(.uriTooLong, count: count)
+                    case .rejectedByLibrary: metrics.http.connections.requestRejected(.malformed, count: count)
                     }
                 },
                 handler: { router.respond(to: $0) }

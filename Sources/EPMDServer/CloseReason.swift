@@ -42,6 +42,31 @@ public enum CloseReason: Hashable, Sendable, CaseIterable, CustomStringConvertib
             + [.stopNotAllowed, .answered, .peerClosed, .ioError, .strayData, .timeout, .stopped, .shutdown, .evicted]
     }
 
+    /// The distinct ``label`` values, in ``labelIndex`` order: the `reason` label of
+    /// `epmd_connections_closed_total`.
+    public static let labels = [
+        "malformed", "not_local", "stop_not_allowed", "answered", "peer_closed", "io_error", "stray_data",
+        "timeout", "stopped", "shutdown", "evicted",
+    ]
+
+    /// The index of ``label`` in ``labels`` (for counters kept in an array: a close is on every
+    /// connection's path).
+    public var labelIndex: Int {
+        switch self {
+        case .malformed: 0
+        case .notLocal: 1
+        case .stopNotAllowed: 2
+        case .answered: 3
+        case .peerClosed: 4
+        case .ioError: 5
+        case .strayData: 6
+        case .timeout: 7
+        case .stopped: 8
+        case .shutdown: 9
+        case .evicted: 10
+        }
+    }
+
     /// A short stable label (`malformed`, `not_local`, `peer_closed`, ...).
     public var label: String {
         switch self {

@@ -84,6 +84,8 @@ public protocol EPMDServerInstruments: Sendable {
     func connectionEvicted(_ reason: EPMDEvictionReason)
     /// The connection cap in force changed (lowered after EMFILE).
     func connectionLimitChanged(_ limit: Int)
+    /// A connection was closed, for `reason` (every close, an answered one-shot request included).
+    func connectionClosed(_ reason: CloseReason)
 }
 
 extension EPMDServerInstruments {
@@ -91,6 +93,8 @@ extension EPMDServerInstruments {
     public func connectionEvicted(_ reason: EPMDEvictionReason) {}
     /// Does nothing: for receivers written before the cap existed.
     public func connectionLimitChanged(_ limit: Int) {}
+    /// Does nothing: for receivers written before closes were counted by reason.
+    public func connectionClosed(_ reason: CloseReason) {}
 }
 
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
@@ -167,6 +171,10 @@ final class EPMDServerCounters: Sendable {
     func registrationFailed(_ reason: NodeRegistryError) {
         self.reasons.withLock { $0.registrationFailures[reason, default: 0] += 1 }
         self.instruments?.registrationFailed(reason)
+    }
+
+    func closed(_ reason: CloseReason) {
+        self.instruments?.connectionClosed(reason)
     }
 
     func timedOut() {

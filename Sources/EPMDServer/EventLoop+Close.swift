@@ -21,6 +21,7 @@ extension EventLoop {
                 )
             }
         }
+        self.server.counters.closed(reason)
         if let malformed = reason.malformedReason { self.server.counters.malformed(malformed) }
         switch reason {
         case .malformed:

@@ -41,6 +41,8 @@ public final class GatewayMetrics: Sendable {
     /// The admin API's requests.
     public let admin: AdminMetrics
     private let expositionSize = Atomic<Int>(4096)
+    /// `epmd_node_info` as rendered for the registry's generation (only with ``nodeInfo``).
+    let nodeInfoCache = NodeInfoCache()
 
     /// Makes every handle.
     /// - Parameters:
@@ -87,7 +89,8 @@ public final class GatewayMetrics: Sendable {
 
     /// The whole exposition, text format 0.0.4. Reads the scrape-time values first: nodes by type
     /// and the generation (two short registry locks, no per-node work), the `process_*` facts from
-    /// `/proc/self`, and, only with ``nodeInfo``, a registry snapshot for `epmd_node_info`.
+    /// `/proc/self`, and, only with ``nodeInfo``, `epmd_node_info`: a registry snapshot rendered once
+    /// per registry generation (``NodeInfoCache``), so a burst of scrapes renders it once.
     /// - Parameters:
     ///   - registry: the live registry.
     ///   - openConnections: connections open now on the epmd port (`EPMDServer.statistics`).
@@ -105,9 +108,7 @@ public final class GatewayMetrics: Sendable {
         self.collectors.emit(into: &buffer)
         self.http.appendDurations(to: &buffer)
         if let cpu { ProcessMetrics.appendCPUSeconds(cpu, to: &buffer) }
-        if self.nodeInfo {
-            RegistryMetrics.appendNodeInfo(registry.versionedSnapshot().nodes, to: &buffer)
-        }
+        if self.nodeInfo { self.nodeInfoCache.append(from: registry, to: &buffer) }
         self.expositionSize.store(buffer.count + 1024, ordering: .relaxed)
         return buffer
     }

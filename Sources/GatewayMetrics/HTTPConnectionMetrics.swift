@@ -6,7 +6,9 @@ import Synchronization
 ///
 /// Families: `epmd_gateway_http_connections` (gauge),
 /// `epmd_gateway_http_connections_rejected_total{reason="per_address"|"limit"}`,
-/// `epmd_gateway_http_header_timeouts_total`. Every series is made at init (at 0), so an alert on
+/// `epmd_gateway_http_header_timeouts_total`,
+/// `epmd_gateway_http_requests_rejected_total{reason="header_too_large"|"uri_too_long"|"malformed"}`.
+/// Every series is made at init (at 0), so an alert on
 /// `increase()` sees the first refusal.
 public final class HTTPConnectionMetrics: Sendable {
     /// Why the front refused a connection at accept: the `reason` label.
@@ -17,7 +19,19 @@ public final class HTTPConnectionMetrics: Sendable {
         case limit
     }
 
+    /// Why libmicrohttpd answered a request with an error itself (before the router saw it): the
+    /// `reason` label of `epmd_gateway_http_requests_rejected_total`.
+    public enum RequestRejection: String, Sendable, CaseIterable {
+        /// 431: the request head did not fit (a huge header, thousands of headers).
+        case headTooLarge = "header_too_large"
+        /// 414: the request line did not fit (a huge URL).
+        case uriTooLong = "uri_too_long"
+        /// Another error status (400, 413, 505, ...).
+        case malformed
+    }
+
     private let open: Gauge
+    private let requestsRejected: [Counter]
     private let openSource = Mutex<(@Sendable () -> Int)?>(nil)
     private let refused: [Counter]
     private let headerTimeouts: Counter
@@ -33,6 +47,16 @@ public final class HTTPConnectionMetrics: Sendable {
                     "epmd_gateway_http_connections_rejected_total",
                     "HTTP connections refused at accept, by reason: per_address (the peer address held its "
                         + "share) or limit (the front was full)."
+                ),
+                labels: [("reason", reason.rawValue)]
+            )
+        }
+        self.requestsRejected = RequestRejection.allCases.map { reason in
+            collectors.makeCounter(
+                descriptor: GatewayMetrics.descriptor(
+                    "epmd_gateway_http_requests_rejected_total",
+                    "HTTP requests libmicrohttpd answered with an error itself and closed, by reason: "
+                        + "header_too_large (431), uri_too_long (414), malformed (another status)."
                 ),
                 labels: [("reason", reason.rawValue)]
             )
@@ -56,6 +80,12 @@ public final class HTTPConnectionMetrics: Sendable {
     public func headerTimedOut(count: Int = 1) {
         guard count > 0 else { return }
         self.headerTimeouts.increment(by: Int64(count))
+    }
+
+    /// Counts `count` requests libmicrohttpd answered with an error itself, for `reason`.
+    public func requestRejected(_ reason: RequestRejection, count: Int = 1) {
+        guard count > 0, let index = RequestRejection.allCases.firstIndex(of: reason) else { return }
+        self.requestsRejected[index].increment(by: Int64(count))
     }
 
     /// Where `epmd_gateway_http_connections` is read at scrape time (the HTTP front, once it runs).

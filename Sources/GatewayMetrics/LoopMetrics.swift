@@ -11,7 +11,8 @@ import Prometheus
 /// `epmd_registration_failures_total{reason}`, `epmd_connections`, `epmd_connections_accepted_total`,
 /// `epmd_connections_rejected_total{reason}`, `epmd_connections_evicted_total{reason}`,
 /// `epmd_connections_limit`, `epmd_connection_timeouts_total`, `epmd_malformed_packets_total{reason}`,
-/// and the process's descriptor split, `epmd_gateway_descriptor_budget{part}`.
+/// `epmd_connections_closed_total{reason}`, and the process's descriptor split,
+/// `epmd_gateway_descriptor_budget{part}`.
 public final class LoopMetrics: EPMDServerInstruments {
     /// By `RequestKey.slot` (arrays, not dictionaries: this is on every request's path, and hashing
     /// the key cost more than the counting).
@@ -29,6 +30,8 @@ public final class LoopMetrics: EPMDServerInstruments {
     private let budget: [DescriptorBudgetPart: Gauge]
     private let timeouts: Counter
     private let malformed: [EPMDMalformedReason: Counter]
+    /// By `CloseReason.labelIndex`.
+    private let closed: [Counter]
     private let logger: Logger
 
     // MARK: - Label sets
@@ -164,6 +167,13 @@ public final class LoopMetrics: EPMDServerInstruments {
             \.label,
             { counter("epmd_malformed_packets_total", "Connections closed for bad input, by reason.", $0) }
         )
+        self.closed = CloseReason.labels.map { label in
+            counter(
+                "epmd_connections_closed_total",
+                "Connections on the epmd port closed, by reason (answered, peer_closed, io_error, timeout, ...).",
+                [("reason", label)]
+            )
+        }
     }
 
     private static let requestsHelp = "epmd requests answered, by request type and result."
@@ -211,6 +221,11 @@ public final class LoopMetrics: EPMDServerInstruments {
 
     public func connectionEvicted(_ reason: EPMDEvictionReason) {
         if reason.rawValue < self.evicted.count { self.evicted[reason.rawValue].increment() }
+    }
+
+    public func connectionClosed(_ reason: CloseReason) {
+        let index = reason.labelIndex
+        if index < self.closed.count { self.closed[index].increment() }
     }
 
     public func connectionLimitChanged(_ limit: Int) {

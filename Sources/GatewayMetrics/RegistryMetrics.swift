@@ -7,7 +7,9 @@ import Prometheus
 ///
 /// Families: `epmd_nodes{type}`, `epmd_registrations_total`, `epmd_unregistrations_total{reason}`,
 /// `epmd_node_lifetime_seconds`, `epmd_node_flaps_total`, `epmd_registry_generation`, and the opt-in
-/// `epmd_node_info{name,port,type}`, rendered by hand.
+/// `epmd_node_info{name,port,type}`, rendered by hand (``NodeInfoCache``: the label sets come and go
+/// with registrations, and swift-prometheus handles would have to be unregistered one by one as nodes
+/// leave).
 public final class RegistryMetrics: Sendable {
     private let nodesNormal: Gauge
     private let nodesHidden: Gauge
@@ -84,26 +86,5 @@ public final class RegistryMetrics: Sendable {
         self.nodesHidden.set(to: Double(counts.hidden))
         self.nodesOther.set(to: Double(counts.other))
         self.generation.set(to: Double(registry.generation))
-    }
-
-    /// `epmd_node_info{name,port,type} 1` per node. Rendered by hand from the snapshot: the label sets
-    /// come and go with registrations, and swift-prometheus handles would have to be unregistered one
-    /// by one as nodes leave.
-    static func appendNodeInfo(_ nodes: [RegisteredNode], to buffer: inout [UInt8]) {
-        TextExposition.appendHeader(
-            "epmd_node_info",
-            help: "One series per registered node (opt-in); the value is always 1.",
-            type: "gauge",
-            to: &buffer
-        )
-        for node in nodes {
-            buffer.append(contentsOf: "epmd_node_info{name=\"".utf8)
-            TextExposition.appendLabelValue(node.name, to: &buffer)
-            buffer.append(contentsOf: "\",port=\"".utf8)
-            TextExposition.appendDecimal(node.port, to: &buffer)
-            buffer.append(contentsOf: "\",type=\"".utf8)
-            buffer.append(contentsOf: node.request.type.label.utf8)
-            buffer.append(contentsOf: "\"} 1\n".utf8)
-        }
     }
 }

@@ -60,6 +60,9 @@ import Glibc
                 "timeout", "stopped", "shutdown", "evicted",
             ]
         )
+        // epmd_connections_closed_total's series: each label once, each reason's index naming its label.
+        #expect(Set(CloseReason.labels) == Set(all.map(\.label)) && Set(CloseReason.labels).count == 11)
+        for reason in all { #expect(CloseReason.labels[reason.labelIndex] == reason.label, "\(reason)") }
     }
 
     @Test("registration failure reasons are a closed set with distinct labels")

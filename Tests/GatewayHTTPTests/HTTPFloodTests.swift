@@ -249,4 +249,53 @@ import Glibc
         #expect(started.duration(to: clock.now) >= .milliseconds(2900))
         #expect(server.connectionStatistics.headerTimeouts == 0)
     }
+
+    @Test(
+        "libmicrohttpd's own 431 and 414 answers (huge header, thousands of headers, huge URL) are counted and logged"
+    )
+    func libraryAnswers() throws {
+        let logs = InMemoryLogHandler()
+        let events = ServerEvents()
+        let server = try Self.start(
+            .init(port: 0, connectionLimit: 64, connectionsPerAddress: 48),
+            logs: logs,
+            events: events
+        )
+        defer { server.stop() }
+        let big = [UInt8](repeating: UInt8(ascii: "a"), count: 100_000)
+        let requests: [(target: [UInt8], headers: [[UInt8]], status: Int)] = [
+            (Array("/livez".utf8), [Array("X-Big: ".utf8) + big], 431),
+            (Array("/livez".utf8), (0..<10_000).map { Array("X-H\($0): v".utf8) }, 431),
+            (Array("/v1/nodes/".utf8) + big, [], 414),
+            (Array("/v1/nodes/".utf8) + big, [], 414),
+        ]
+        for request in requests {
+            let fd = try RawHTTP.send(port: server.port, target: request.target, headers: request.headers)
+            defer { close(fd) }
+            #expect(try RawHTTP.statusCode(fd) == request.status)
+        }
+        // Counted when libmicrohttpd logs its answer (before the close the client saw, or just after).
+        let counted = (0..<200).contains { _ in
+            if server.connectionStatistics.rejectedByLibrary >= 4 { return true }
+            usleep(10_000)
+            return false
+        }
+        #expect(counted, "\(server.connectionStatistics)")
+        #expect(server.connectionStatistics.rejectedByLibrary == 4)
+        #expect(events.times(.headTooLarge).count == 2 && events.times(.uriTooLong).count == 2)
+        #expect(events.times(.rejectedByLibrary).isEmpty)
+        let lines = Self.lines(logs, "by libmicrohttpd")
+        #expect(lines.contains { "\($0.message)".contains("answered 431 by libmicrohttpd (request head too large)") })
+        #expect(lines.contains { "\($0.message)".contains("answered 414 by libmicrohttpd (request line too long)") })
+        // A well-formed request still answers.
+        try Self.expectProbesAnswer(port: server.port, "after the huge heads")
+    }
+
+    @Test("an error status libmicrohttpd answered itself: 431 and 414 by name, any other as one cause")
+    func libraryStatuses() {
+        #expect(HTTPConnectionEvent(libraryStatus: 431) == .headTooLarge)
+        #expect(HTTPConnectionEvent(libraryStatus: 414) == .uriTooLong)
+        #expect(HTTPConnectionEvent(libraryStatus: 400) == .rejectedByLibrary)
+        #expect(HTTPConnectionEvent(libraryStatus: 505) == .rejectedByLibrary)
+    }
 }

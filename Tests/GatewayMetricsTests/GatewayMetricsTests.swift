@@ -95,13 +95,19 @@ import Glibc
             #expect(parsed["epmd_connections_evicted_total", ("reason", reason)] == 0)
         }
         #expect(LoopMetrics.evictionReasons == ["max_connections", "per_address"])
+        for reason in CloseReason.labels {
+            #expect(parsed["epmd_connections_closed_total", ("reason", reason)] == 0, "\(reason)")
+        }
+        for reason in ["header_too_large", "uri_too_long", "malformed"] {
+            #expect(parsed["epmd_gateway_http_requests_rejected_total", ("reason", reason)] == 0, "\(reason)")
+        }
         #expect(parsed["epmd_connections_limit"] == 0)
         for part in ["reserve", "epmd", "http"] {
             #expect(parsed["epmd_gateway_descriptor_budget", ("part", part)] == 0)
         }
         for family in [
             "epmd_malformed_packets_total", "epmd_registration_failures_total", "epmd_connections_rejected_total",
-            "epmd_connections_evicted_total",
+            "epmd_connections_evicted_total", "epmd_connections_closed_total",
         ] {
             #expect(parsed[family, ("reason", "other")] == nil)
         }
@@ -192,6 +198,26 @@ import Glibc
         #expect(parsed["epmd_malformed_packets_total", ("reason", "other")] == nil)
         #expect(parsed["epmd_registration_failures_total", ("reason", "name_in_use")] == 1)
         #expect(parsed["epmd_connection_timeouts_total"] == 1)
+    }
+
+    @Test("epmd connections closed, by reason: each reason counted under its label")
+    func closes() {
+        let metrics = Self.make()
+        metrics.loop.connectionClosed(.peerClosed)
+        metrics.loop.connectionClosed(.peerClosed)
+        metrics.loop.connectionClosed(.ioError)
+        metrics.loop.connectionClosed(.malformed(.unknownCode))
+        metrics.loop.connectionClosed(.notLocal(.alive2Request))
+        metrics.loop.connectionClosed(.answered)
+        metrics.loop.connectionClosed(.evicted)
+        let parsed = Self.scrape(metrics)
+        let expected: [String: Double] = [
+            "peer_closed": 2, "io_error": 1, "malformed": 1, "not_local": 1, "answered": 1, "evicted": 1,
+        ]
+        for label in CloseReason.labels {
+            #expect(parsed["epmd_connections_closed_total", ("reason", label)] == expected[label] ?? 0, "\(label)")
+        }
+        #expect(parsed.types["epmd_connections_closed_total"] == "counter")
     }
 
     @Test("evictions and cap refusals by reason; the connection cap and the descriptor budget as gauges")
@@ -473,6 +499,56 @@ import Glibc
             parsed19000["epmd_node_info", ("name", "node18999"), ("port", String(1024 + 18999)), ("type", "normal")]
                 == 1
         )
+    }
+
+    @Test("epmd_node_info: made once per registry generation; a new generation renders only new registrations")
+    func nodeInfoCache() throws {
+        let registry = NodeRegistry()
+        for index in 0..<100 {
+            try Self.register(registry, "n\(index)", id: UInt64(index + 1), port: UInt16(5000 + index))
+        }
+        let metrics = Self.make(nodeInfo: true)
+        func nodeInfo() -> [String: Double] {
+            let parsed = Self.scrape(metrics, registry)
+            #expect(parsed.sampleNames.filter { $0 == "epmd_node_info" }.count == registry.count)
+            var ports: [String: Double] = [:]
+            for index in 0..<200 {
+                let name = "n\(index)"
+                if parsed["epmd_node_info", ("name", name), ("port", String(5000 + index)), ("type", "normal")] == 1 {
+                    ports[name] = 1
+                }
+            }
+            return ports
+        }
+        #expect(nodeInfo().count == 100)
+        #expect(metrics.nodeInfoCache.statistics.linesRendered == 100)
+        // A burst at one generation renders nothing more, and serves the same block.
+        let first = metrics.exposition(registry: registry, openConnections: 0, eventWatchers: 0)
+        for _ in 0..<50 { _ = metrics.exposition(registry: registry, openConnections: 0, eventWatchers: 0) }
+        let again = metrics.exposition(registry: registry, openConnections: 0, eventWatchers: 0)
+        #expect(metrics.nodeInfoCache.statistics.linesRendered == 100)
+        #expect(metrics.nodeInfoCache.statistics.generation == registry.generation)
+        func block(_ bytes: [UInt8]) -> [Substring] {
+            String(decoding: bytes, as: UTF8.self).split(separator: "\n").filter { $0.contains("epmd_node_info") }
+        }
+        #expect(block(first) == block(again) && block(first).count == 100 + 2)
+
+        // One registration more, one less: one line rendered, the gone node's line dropped.
+        try Self.register(registry, "n150", id: 151, port: 5150)
+        #expect(registry.unregister(name: Array("n7".utf8)) != nil)
+        let ports = nodeInfo()
+        #expect(ports.count == 100 && ports["n150"] != nil && ports["n7"] == nil, "\(ports.keys.sorted())")
+        let statistics = metrics.nodeInfoCache.statistics
+        #expect(statistics.linesRendered == 101 && statistics.linesKept == 100, "\(statistics)")
+        #expect(statistics.generation == registry.generation)
+
+        // A name registered again (a new registration) is rendered again, with its new port.
+        #expect(registry.unregister(name: Array("n3".utf8)) != nil)
+        try Self.register(registry, "n3", id: 300, port: 5199)
+        let parsed = Self.scrape(metrics, registry)
+        #expect(parsed["epmd_node_info", ("name", "n3"), ("port", "5199"), ("type", "normal")] == 1)
+        #expect(parsed["epmd_node_info", ("name", "n3"), ("port", "5003"), ("type", "normal")] == nil)
+        #expect(metrics.nodeInfoCache.statistics.linesRendered == 102)
     }
 
     @Test("instruments and scrapes from many threads at once lose no count")

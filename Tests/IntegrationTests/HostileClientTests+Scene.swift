@@ -9,64 +9,12 @@ import Glibc
 // The stage of every hostile-client case: a gateway with its HTTP front, two real erl nodes registered
 // with it, and the checks that must hold while an attack is in place.
 
-/// A feature of issue 9 built on another branch, that some assertions of the hostile suite need.
-///
-/// Until the branch is merged the binary lacks the feature's option: the cases drop the option, and the
-/// assertions that need the feature are recorded as known issues (visible in the test output, never
-/// silent). Once merged, the binary lists the option in `--help` and every assertion is strict.
-/// After the merge, this gate can be deleted (make `available` return true).
-enum HostileFeature: String, CaseIterable {
-    /// Branch `budget`: `--max-connections`, `--connections-per-address`, `--http-connections`,
-    /// `epmd_connections_evicted_total`, `epmd_connections_limit`, `epmd_gateway_descriptor_budget`,
-    /// `epmd_connections_rejected_total{reason="max_connections"}`.
-    case budget
-    /// Branch `httpabuse`: `--http-header-timeout`, `epmd_gateway_http_header_timeouts_total`,
-    /// `epmd_gateway_http_connections_rejected_total`, `epmd_gateway_http_connections`.
-    case httpabuse
-
-    /// The option whose presence in `--help` shows the feature is built in.
-    var option: String {
-        switch self {
-        case .budget: "--max-connections"
-        case .httpabuse: "--http-header-timeout"
-        }
-    }
-
-    private static let help: String = {
-        let result = try? Command.run(TestBinary.url.path, ["--help"], timeout: 10)
-        return (result?.stdout ?? "") + (result?.stderr ?? "")
-    }()
-
-    var available: Bool { Self.help.contains(self.option) }
-
-    /// Runs `body`; when the feature is not built in yet, its failures are recorded as known issues.
-    func expect(
-        _ what: String,
-        sourceLocation: SourceLocation = #_sourceLocation,
-        _ body: () async throws -> Void
-    ) async throws {
-        if self.available {
-            try await body()
-        } else {
-            await withKnownIssue(
-                "\(what): needs branch \(self.rawValue) (not merged: \(self.option) unknown)",
-                isIntermittent: true,
-                sourceLocation: sourceLocation
-            ) {
-                try await body()
-            }
-        }
-    }
-}
-
-/// A gateway option of a hostile case, with the branch that adds it (nil: on main).
+/// A gateway option of a hostile case.
 struct HostileOption {
     var words: [String]
-    var feature: HostileFeature?
 
-    init(_ words: String..., needs feature: HostileFeature? = nil) {
+    init(_ words: String...) {
         self.words = words
-        self.feature = feature
     }
 }
 
@@ -78,7 +26,7 @@ final class HostileScene: @unchecked Sendable {
     let cookie: String
     let nodes: [ErlangNode]
     let nodePorts: [UInt16]
-    /// The options the gateway was started with (those of unmerged features dropped).
+    /// The options the gateway was started with.
     let options: [String]
 
     var port: UInt16 { self.gateway.port }
@@ -104,7 +52,7 @@ final class HostileScene: @unchecked Sendable {
     /// are registered.
     static func start(_ options: [HostileOption] = [], shellPrefix: String? = nil) async throws -> HostileScene {
         let httpPort = try FreePort.next()
-        let words = options.filter { $0.feature?.available ?? true }.flatMap(\.words)
+        let words = options.flatMap(\.words)
         let gateway = try await GatewayProcess.start(
             arguments: ["--http-port", String(httpPort)] + words,
             shellPrefix: shellPrefix

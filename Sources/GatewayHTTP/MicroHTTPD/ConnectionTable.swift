@@ -10,7 +10,8 @@ import Musl
 #endif
 
 /// What the HTTP front did to a connection because of a limit: the causes counted in
-/// `epmd_gateway_http_connections_rejected_total{reason}` and `epmd_gateway_http_header_timeouts_total`.
+/// `epmd_gateway_http_connections_rejected_total{reason}`, `epmd_gateway_http_header_timeouts_total`
+/// and `epmd_gateway_http_requests_rejected_total{reason}`.
 public enum HTTPConnectionEvent: Int, Sendable, CaseIterable {
     /// Refused at accept: its peer address already held `connectionsPerAddress` connections.
     case refusedPerAddress
@@ -18,6 +19,22 @@ public enum HTTPConnectionEvent: Int, Sendable, CaseIterable {
     case refusedAtLimit
     /// Closed: its request head was not complete by its deadline (`headerTimeout`).
     case headerTimeout
+    /// Answered 431 by libmicrohttpd itself and closed: the request head did not fit its memory pool
+    /// (a huge header, thousands of headers). The access handler never sees such a request.
+    case headTooLarge
+    /// Answered 414 by libmicrohttpd itself and closed: the request line did not fit (a huge URL).
+    case uriTooLong
+    /// Answered with another error status by libmicrohttpd itself (400, 413, 505, ...) and closed.
+    case rejectedByLibrary
+
+    /// The event for an error status libmicrohttpd answered itself.
+    public init(libraryStatus status: Int) {
+        switch status {
+        case 431: self = .headTooLarge
+        case 414: self = .uriTooLong
+        default: self = .rejectedByLibrary
+        }
+    }
 }
 
 /// The HTTP front's connections now, and what its limits did since it started.
@@ -30,6 +47,8 @@ public struct HTTPConnectionStatistics: Sendable, Equatable {
     public var refusedAtLimit: Int
     /// Connections closed because their request head missed its deadline.
     public var headerTimeouts: Int
+    /// Requests libmicrohttpd answered itself with an error (431, 414, ...) and closed.
+    public var rejectedByLibrary = 0
 }
 
 /// Every connection libmicrohttpd holds, with its peer address and the deadline of its request head;
@@ -248,7 +267,10 @@ final class ConnectionTable: Sendable {
             open: self.state.withLock { $0.entries.count },
             refusedPerAddress: counts[HTTPConnectionEvent.refusedPerAddress.rawValue],
             refusedAtLimit: counts[HTTPConnectionEvent.refusedAtLimit.rawValue],
-            headerTimeouts: counts[HTTPConnectionEvent.headerTimeout.rawValue]
+            headerTimeouts: counts[HTTPConnectionEvent.headerTimeout.rawValue],
+            rejectedByLibrary: counts[HTTPConnectionEvent.headTooLarge.rawValue]
+                + counts[HTTPConnectionEvent.uriTooLong.rawValue]
+                + counts[HTTPConnectionEvent.rejectedByLibrary.rawValue]
         )
     }
 
@@ -294,8 +316,14 @@ final class ConnectionTable: Sendable {
         self.limits.headerTimeout > 0 ? now &+ self.limits.headerTimeout : nil
     }
 
+    /// libmicrohttpd answered a request with the error `status` itself (its log line says so) and
+    /// closes the connection: counted and logged like the front's own refusals.
+    func answeredByLibrary(status: Int) {
+        self.record(HTTPConnectionEvent(libraryStatus: status), count: 1, peer: nil, status: status)
+    }
+
     /// Counts `count` events, tells the observer, and logs one line per cause per interval.
-    private func record(_ event: HTTPConnectionEvent, count: Int, peer: PeerAddress?) {
+    private func record(_ event: HTTPConnectionEvent, count: Int, peer: PeerAddress?, status: Int = 0) {
         self.counters.withLock { $0[event.rawValue] += count }
         self.observer?(event, count)
         let now = System.monotonicNanoseconds()
@@ -325,6 +353,15 @@ final class ConnectionTable: Sendable {
                 "HTTP connection closed: request head not complete in time (\(seconds) s); \(due) closed since "
                 + "the last line"
             metadata = ["seconds": "\(seconds)", "closed": "\(due)"]
+        case .headTooLarge, .uriTooLong, .rejectedByLibrary:
+            let what =
+                switch event {
+                case .headTooLarge: "request head too large"
+                case .uriTooLong: "request line too long"
+                default: "malformed request"
+                }
+            text = "HTTP request answered \(status) by libmicrohttpd (\(what)); \(due) since the last line"
+            metadata = ["status": "\(status)", "answered": "\(due)"]
         }
         self.logger.warning("\(text)", metadata: metadata)
     }

@@ -191,6 +191,40 @@ enum MicroHTTPDCallbacks {
         state.pointee = nil
     }
 
+    /// The start of libmicrohttpd's line for an error it answers itself (431, 414, 400, ...) before the
+    /// access handler sees the request; the status follows, then the connection is closed.
+    static let libraryErrorPrefix = "Error processing request (HTTP response code is "
+
+    /// `MHD_OPTION_EXTERNAL_LOGGER`: libmicrohttpd's own messages. An error it answered itself is
+    /// counted (``ConnectionTable/answeredByLibrary(status:)``); any other message is logged at trace
+    /// level (epmd's `-d -d -d`), formatted only when that level is on.
+    static let log: MHD_LogCallback = { cls, format, arguments in
+        guard let cls, let format, let arguments else { return }
+        let context = Unmanaged<CallbackContext>.fromOpaque(cls).takeUnretainedValue()
+        let isError = Self.libraryErrorPrefix.withCString { strncmp(format, $0, strlen($0)) == 0 }
+        guard isError || context.logger.logLevel <= .trace else { return }
+        let text = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 512) { buffer -> String in
+            guard let base = buffer.baseAddress, vsnprintf(base, buffer.count, format, arguments) >= 0 else {
+                return ""
+            }
+            base[buffer.count - 1] = 0
+            return String(cString: base)
+        }
+        if isError, let status = Self.libraryErrorStatus(text) {
+            context.connections.answeredByLibrary(status: status)
+        } else {
+            context.logger.trace("libmicrohttpd: \(text.prefix(400))")
+        }
+    }
+
+    /// The status in libmicrohttpd's error line (three digits after ``libraryErrorPrefix``).
+    static func libraryErrorStatus(_ line: String) -> Int? {
+        guard line.hasPrefix(Self.libraryErrorPrefix) else { return nil }
+        let digits = line.utf8.dropFirst(Self.libraryErrorPrefix.utf8.count).prefix { $0 >= 48 && $0 <= 57 }
+        guard digits.count == 3 else { return nil }
+        return digits.reduce(0) { $0 * 10 + Int(truncatingIfNeeded: $1 - 48) }
+    }
+
     /// libmicrohttpd's accept policy: the per-address share and the connection limit, refusals counted.
     static let acceptPolicy: MHD_AcceptPolicyCallback = { cls, address, length in
         guard let cls else { return .YES }

@@ -152,13 +152,17 @@ public final class MicroHTTPDServer: Sendable {
             throw MicroHTTPDError(message: "cannot start the HTTP front's threads: \(error)")
         }
         let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
-        var flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        // Its messages go to `MicroHTTPDCallbacks.log`: the errors it answers itself are counted there.
+        var flags =
+            MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         if let tls = configuration.tls { flags |= tls.flags }
         // The context is retained for the daemon's life and released in `stop`.
         let context = Unmanaged.passRetained(self.context).toOpaque()
         let started = withUnsafeMutablePointer(to: &storage) { address in
             var options = MicroHTTPDOptions()
+            // First, so that no message goes to stderr (libmicrohttpd's default) before it is set.
+            options.add(.EXTERNAL_LOGGER, callback: MicroHTTPDCallbacks.log, context: context)
             // The accept policy enforces `connectionLimit` and the per-address share itself, so that
             // each refusal is counted: libmicrohttpd's own checks (its connection limit,
             // MHD_OPTION_PER_IP_CONNECTION_LIMIT, not set) run before the policy and refuse silently.
