@@ -102,7 +102,10 @@ let package = Package(
 
         /// What the test targets share: the raw epmd wire client, external tools and the CI rule (in CI a
         /// missing tool fails, never skips), the curl runner, child processes, polling, the repository root.
-        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
+        /// The test process's readdir(3) in front of glibc's (see the file): works around an over-read
+        /// in the toolchain's Foundation `Process.run` that crashed the test runner.
+        .target(name: "CTestReaddirGuard", path: "Tests/CTestReaddirGuard"),
+        .target(name: "GatewayTestSupport", dependencies: ["CTestReaddirGuard"], path: "Tests/GatewayTestSupport"),
         .testTarget(name: "EPMDProtocolTests", dependencies: ["EPMDProtocol"]),
         .testTarget(name: "EPMDRegistryTests", dependencies: ["EPMDRegistry", "EPMDProtocol"]),
         .testTarget(
