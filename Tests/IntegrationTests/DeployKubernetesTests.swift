@@ -262,7 +262,9 @@ struct DeployKubernetesTests {
     func sidecarProperties() async throws {
         let documents = try await Self.manifests().flatMap(\.documents)
         let pod = try Self.podSpec(documents, kind: "Deployment")
-        let gateway = try #require(Self.containers(pod, "initContainers").first { $0["name"] as? String == "epmd-gateway" })
+        let gateway = try #require(
+            Self.containers(pod, "initContainers").first { $0["name"] as? String == "epmd-gateway" }
+        )
         #expect(gateway["restartPolicy"] as? String == "Always")
         Self.expectHardenedGateway(gateway, pod: pod, "sidecar")
 
