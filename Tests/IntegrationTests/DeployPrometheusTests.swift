@@ -111,4 +111,62 @@ struct DeployPrometheusTests {
             #expect(metrics.body.contains("# TYPE \(name) "), "alerts.yml uses \(name), which /metrics does not export")
         }
     }
+
+    /// The `expr` of the recording rule `record` in alerts.yml (read by PyYAML).
+    static func recordingExpression(_ record: String) async throws -> String {
+        let python = try ExternalTool.require("python3")
+        let script = """
+            import sys, yaml
+            with open(sys.argv[1]) as f:
+                rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+            print(next(r["expr"] for r in rules if r.get("record") == sys.argv[2]))
+            """
+        let file = Self.folder.appendingPathComponent("alerts.yml").path
+        let result = try await Blocking.run { try Command.run(python, ["-c", script, file, record], timeout: 30) }
+        try #require(result.status == 0, "\(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test(
+        "a real Prometheus scraping the gateway lists a real node with the fleet rule's expression",
+        .enabled(
+            if: !TestBinary.isCEPMD && ExternalTool.usable("erl") && ExternalTool.usable("curl")
+                && ExternalTool.usable("prometheus") && ExternalTool.usable("python3")
+        )
+    )
+    func fleetExpressionOnALiveScrape() async throws {
+        let fleet = try await Self.recordingExpression("epmd:node_info:fleet")
+        #expect(fleet.contains("epmd_node_info"))
+        let prometheusPath = try ExternalTool.require("prometheus")
+        let httpPort = try FreePort.next()
+        let gateway = try await GatewayProcess.start(arguments: [
+            "--http-port", String(httpPort), "--metrics-node-info",
+        ])
+        defer { gateway.stop() }
+        let name = NodeNames.unique("fleet")
+        let node = try await ErlangNode.start(name: name, cookie: NodeNames.cookie(), epmdPort: gateway.port)
+        defer { node.kill() }
+        try await node.waitUntilRegistered(epmdPort: gateway.port)
+
+        // The rules select job="epmd"; the target is 127.0.0.1:PORT, without a `host` label.
+        let prometheus = try await PrometheusServer.start(
+            path: prometheusPath,
+            target: "127.0.0.1:\(httpPort)",
+            scrapeOptions: ["relabel_configs:", "  - target_label: job", "    replacement: epmd"]
+        )
+        defer { prometheus.stop() }
+        // One series for the node, labelled job, host (the instance without its port), name and type.
+        let expected = ["job": "epmd", "host": "127.0.0.1", "name": name, "type": "normal"]
+        var last = ""
+        let seen = try await Poll.until(timeout: .seconds(30), interval: .milliseconds(250)) {
+            let (status, body) = try await prometheus.get("/api/v1/query", query: fleet)
+            last = body
+            guard status == 200,
+                let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]]
+            else { return false }
+            return result.contains { ($0["metric"] as? [String: String]) == expected }
+        }
+        #expect(seen != nil, "the fleet expression never gave \(expected): \(last) \(prometheus.log)")
+    }
 }
