@@ -28,24 +28,28 @@ struct DeployKubernetesTests {
     static func manifests() async throws -> [Manifest] {
         let files = try FileManager.default.contentsOfDirectory(at: self.folder, includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "yaml" }.sorted { $0.path < $1.path }
-        var manifests: [Manifest] = []
-        for file in files {
-            manifests.append(Manifest(url: file, documents: try await self.yamlDocuments(file)))
-        }
-        return manifests
+        let documents = try await self.yamlDocuments(files)
+        return zip(files, documents).map { Manifest(url: $0, documents: $1) }
     }
 
-    static func yamlDocuments(_ file: URL) async throws -> [[String: Any]] {
+    /// Each file's documents, in order (one python3 for them all).
+    static func yamlDocuments(_ files: [URL]) async throws -> [[[String: Any]]] {
         let python = try ExternalTool.require("python3")
         let script = """
             import json, sys, yaml
-            with open(sys.argv[1]) as f:
-                print(json.dumps([d for d in yaml.safe_load_all(f) if d is not None]))
+            files = []
+            for path in sys.argv[1:]:
+                with open(path) as f:
+                    files.append([d for d in yaml.safe_load_all(f) if d is not None])
+            print(json.dumps(files))
             """
-        let result = try await Blocking.run { try Command.run(python, ["-c", script, file.path], timeout: 30) }
-        try #require(result.status == 0, "\(file.lastPathComponent): \(result.stderr)")
+        let paths = files.map(\.path)
+        let result = try await Blocking.run { try Command.run(python, ["-c", script] + paths, timeout: 30) }
+        try #require(result.status == 0, "\(paths): \(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
-        return try #require(json as? [[String: Any]], "\(file.lastPathComponent): not a list of mappings")
+        let documents = try #require(json as? [[[String: Any]]], "\(paths): not lists of mappings")
+        try #require(documents.count == files.count)
+        return documents
     }
 
     static func run(_ tool: String, _ arguments: [String]) async throws -> CommandResult {
@@ -133,8 +137,8 @@ struct DeployKubernetesTests {
 
     /// The `paths` of `openapi/openapi.yaml`.
     static func openAPIPaths() async throws -> [String] {
-        let documents = try await self.yamlDocuments(RepositoryRoot.appending("openapi/openapi.yaml"))
-        let paths = try #require(documents.first?["paths"] as? [String: Any])
+        let documents = try await self.yamlDocuments([RepositoryRoot.appending("openapi/openapi.yaml")])
+        let paths = try #require(documents.first?.first?["paths"] as? [String: Any])
         return paths.keys.sorted()
     }
 
