@@ -2,6 +2,10 @@ import Foundation
 import GatewayTestSupport
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `scripts/install`, the units of `deploy/systemd/`, the man page and the bash completion (both generated
 /// from `--help` by `scripts/man`), and the `.deb` of `scripts/package`: each checked by the tool that
 /// owns its format (systemd-analyze, groff, bash, dpkg-deb, lintian). They install the binary under test
@@ -260,7 +264,10 @@ struct InstallPackageTests {
     }
 
     /// Drives the completion function as bash does on TAB: COMP_WORDS, COMP_CWORD, then COMPREPLY.
-    static func complete(_ words: [String]) async throws -> (registration: String, replies: [String]) {
+    static func complete(
+        _ words: [String],
+        environment: [String: String] = [:]
+    ) async throws -> (registration: String, replies: [String]) {
         let file = RepositoryRoot.appending("deploy/bash-completion/epmd-gateway").path
         let quoted = words.map { "'\($0.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: " ")
         let script = """
@@ -270,7 +277,7 @@ struct InstallPackageTests {
             _epmd_gateway
             printf 'reply:%s\\n' "${COMPREPLY[@]}"
             """
-        let result = try await Self.tool("bash", ["--norc", "--noprofile", "-c", script])
+        let result = try await Self.tool("bash", ["--norc", "--noprofile", "-c", script], environment: environment)
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let replies = lines.filter { $0.hasPrefix("reply:") }.map { String($0.dropFirst(6)) }.filter { !$0.isEmpty }
@@ -298,6 +305,28 @@ struct InstallPackageTests {
             let cert = try await Self.complete(["epmd-gateway", "--http-tls-cert", dir.path + "/ce"])
             #expect(cert.replies == [dir.path + "/cert.pem"])
         }
+    }
+
+    @Test(
+        "bash completion: -stop completes the names registered with the running epmd",
+        .enabled(if: !TestBinary.isCEPMD),
+        .timeLimit(.minutes(1))
+    )
+    func bashCompletionOfNames() async throws {
+        let gateway = try await GatewayProcess.start(arguments: ["--no-http"])
+        defer { gateway.stop() }
+        let fd = try WireClient.connect(port: gateway.port)
+        defer { close(fd) }
+        #expect(WireClient.send(fd, WireClient.frame(WireClient.alive2(name: Array("pkgnode".utf8), port: 5555))))
+        let reply = try await WireClient.read(fd, count: 4)
+        // ALIVE2_X_RESP (118) or ALIVE2_RESP (121), result 0.
+        #expect([118, 121].contains(reply[0]) && reply[1] == 0, "\(reply)")
+        // The function runs `COMP_WORDS[0] -names`: the binary under test, on the gateway's port.
+        let names = try await Self.complete(
+            [TestBinary.url.path, "-stop", "pkg"],
+            environment: ["ERL_EPMD_PORT": String(gateway.port)]
+        )
+        #expect(names.replies == ["pkgnode"])
     }
 
     @Test(
