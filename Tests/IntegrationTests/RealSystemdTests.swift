@@ -133,7 +133,7 @@ struct RealSystemdTests {
 
         let first = UInt64(state["WatchdogTimestampMonotonic"] ?? "") ?? 0
         #expect(first > 0, "no WATCHDOG=1 received: \(state)")
-        // Pings come at half of WatchdogSec (3 s here): a newer one within 4 s.
+        // Pings come at half of WatchdogSec (5 s here): a newer one within 4 s.
         var later: UInt64 = 0
         let advanced = try await Poll.until(timeout: .seconds(4), interval: .milliseconds(200)) {
             later =
@@ -146,9 +146,10 @@ struct RealSystemdTests {
         #expect(advanced != nil, "WatchdogTimestampMonotonic stayed at \(first) (now \(later))")
     }
 
-    /// True when `text` has `count` as a whole number ("Serving 2 nodes", "2 nodes registered").
+    /// True when `text` gives `count` as a count of nodes ("Serving 2 nodes (epmd port ...)").
     private static func mentions(_ text: String, count: Int) -> Bool {
-        text.split { !$0.isNumber }.contains { $0 == String(count) }
+        let words = text.split { $0 == " " || $0 == "," || $0 == "(" || $0 == ")" }
+        return zip(words, words.dropFirst()).contains { $0 == String(count) && $1.hasPrefix("node") }
     }
 
     // MARK: 4. Stopping
@@ -306,13 +307,9 @@ struct RealSystemdTests {
         let sd = try Self.fixture()
         try await sd.ensureServing()
         let container = sd.container
-        let files = try await sd.shippedFiles().filter { $0.hasSuffix(".conf") }
-        var dropIn: String?
-        for file in files {
-            let text = try await container.check("cat \(file)")
-            if text.contains("Requires=") && text.contains(Self.epmdSocket) { dropIn = file }
-        }
-        let shipped = try #require(dropIn, "no drop-in with Requires=\(Self.epmdSocket) among \(files)")
+        let shipped = try await sd.shippedDropIn(containing: [
+            "Requires=\(Self.epmdSocket)", "After=\(Self.epmdSocket)",
+        ])
 
         let name = NodeNames.unique("sd_app")
         try container.write(
@@ -444,24 +441,39 @@ struct RealSystemdTests {
         let container = sd.container
         let port = try FreePort.next()
         let httpPort = try FreePort.next()
-        // The gateway's own units conflict with epmd.socket/epmd.service: down for this test.
-        try await container.check("systemctl stop \(Self.service) \(Self.epmdSocket) \(Self.httpSocket)")
+        // The package's documented way back to Debian's units: its sockets disabled and stopped (they
+        // conflict with epmd.socket/epmd.service, and the package's drop-in for those skips them while
+        // epmd-gateway.socket is enabled). Enabled again at the end.
+        try await container.check(
+            "systemctl disable --now \(Self.epmdSocket) \(Self.httpSocket) && systemctl stop \(Self.service)"
+        )
         try container.write(
             "[Socket]\nListenStream=\nListenStream=127.0.0.1:\(port)\n",
             to: "/etc/systemd/system/epmd.socket.d/50-test-port.conf"
         )
-        // One unnamed socket: the gateway binds its HTTP front itself, on a free port (never 4370).
+        // The shipped drop-in for Debian's epmd.service (ExecStart=epmd-gateway -systemd, Type=notify), where
+        // its header says to put it. With one unnamed socket the gateway binds its HTTP front itself: a
+        // free port (never 4370) by a drop-in of the test.
+        let shipped = try await sd.shippedDropIn(containing: ["ExecStart=/usr/bin/epmd-gateway -systemd"])
+        try await container.check(
+            "mkdir -p /etc/systemd/system/epmd.service.d && cp \(shipped) /etc/systemd/system/epmd.service.d/epmd-gateway.conf"
+        )
         try container.write(
-            "[Service]\nExecStart=\nExecStart=/usr/bin/epmd-gateway -systemd\nEnvironment=EPMD_GATEWAY_HTTP_PORT=\(httpPort)\n",
-            to: "/etc/systemd/system/epmd.service.d/50-gateway.conf"
+            "[Service]\nEnvironment=EPMD_GATEWAY_HTTP_PORT=\(httpPort)\n",
+            to: "/etc/systemd/system/epmd.service.d/60-test-http-port.conf"
         )
         try await Self.withCleanup {
             _ = try? await container.shell("systemctl stop epmd.service epmd.socket")
             container.remove("/etc/systemd/system/epmd.socket.d")
             container.remove("/etc/systemd/system/epmd.service.d")
-            _ = try? await container.shell("systemctl daemon-reload")
+            _ = try? await container.shell(
+                "systemctl daemon-reload; systemctl enable \(Self.epmdSocket) \(Self.httpSocket)"
+            )
         } body: {
             try await container.check("systemctl daemon-reload && systemctl start epmd.socket")
+            let socket = try await container.show("epmd.socket", ["ActiveState", "Listen", "ConditionResult"])
+            #expect(socket["ActiveState"] == "active", "\(socket)")
+            #expect(socket["Listen"] == "127.0.0.1:\(port) (Stream)", "\(socket)")
             let node = try await ErlangNode.start(
                 name: NodeNames.unique("sd_debian"),
                 cookie: sd.cookie,
@@ -473,8 +485,10 @@ struct RealSystemdTests {
             let names = try await Command.epmd(epmd, port: port, ["-names"])
             #expect(names.status == 0 && names.stdout.contains("name \(node.name) at port "), "\(names)")
 
-            let state = try await container.show("epmd.service", ["ActiveState", "MainPID"])
-            #expect(state["ActiveState"] == "active", "\(state)")
+            // Active under Type=notify: READY=1 came with Debian's one unnamed descriptor.
+            let state = try await container.show("epmd.service", ["ActiveState", "SubState", "Type", "MainPID"])
+            #expect(state["Type"] == "notify", "\(state)")
+            #expect(state["ActiveState"] == "active" && state["SubState"] == "running", "\(state)")
             let pid = try #require(state["MainPID"].flatMap { Int32($0) }.flatMap { $0 > 0 ? $0 : nil }, "\(state)")
             let exe = try await container.check("readlink /proc/\(pid)/exe")
             #expect(exe.trimmingCharacters(in: .whitespacesAndNewlines) == "/usr/bin/epmd-gateway")
@@ -552,8 +566,8 @@ final class RealSystemd: Sendable {
     }
 
     /// The drop-ins the package's units get in the test, written before the install: the two sockets on
-    /// free loopback ports; the service with a short watchdog (a fast test of it) and a shutdown grace
-    /// (so that the 503 of `/readyz` can be seen).
+    /// free loopback ports; the service with a shorter watchdog than the shipped one (a faster test of
+    /// it, with room for a loaded machine: pings every 2.5 s) and a shorter shutdown grace.
     private func writeDropIns() throws {
         try self.container.write(
             "[Socket]\nListenStream=\nListenStream=127.0.0.1:\(self.epmdPort)\n",
@@ -564,7 +578,7 @@ final class RealSystemd: Sendable {
             to: "/etc/systemd/system/epmd-gateway-http.socket.d/50-test-port.conf"
         )
         try self.container.write(
-            "[Service]\nWatchdogSec=3s\nEnvironment=EPMD_GATEWAY_SHUTDOWN_GRACE=2\n",
+            "[Service]\nWatchdogSec=5s\nEnvironment=EPMD_GATEWAY_SHUTDOWN_GRACE=2\n",
             to: "/etc/systemd/system/epmd-gateway.service.d/50-test.conf"
         )
     }
@@ -616,6 +630,22 @@ final class RealSystemd: Sendable {
             throw TestFailure("epmd-gateway.service not running: \(state)")
         }
         return pid
+    }
+
+    /// The one drop-in example the package ships (a `.conf` file of `dpkg -L`) with a line starting with
+    /// each of `lines` (comments left out).
+    func shippedDropIn(containing lines: [String]) async throws -> String {
+        var found: [String] = []
+        let files = try await self.shippedFiles().filter { $0.hasSuffix(".conf") }
+        for file in files {
+            let text = try await self.container.check("cat \(file)")
+            let fileLines = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+            if lines.allSatisfy({ line in fileLines.contains { $0.hasPrefix(line) } }) { found.append(file) }
+        }
+        guard found.count == 1 else {
+            throw TestFailure("\(found.count) shipped drop-ins hold \(lines) (among \(files)): \(found)")
+        }
+        return found[0]
     }
 
     /// The package's files (`dpkg -L`), folders left out.
