@@ -441,26 +441,9 @@ struct RealSystemdTests {
         let container = sd.container
         let port = try FreePort.next()
         let httpPort = try FreePort.next()
-        // The package's documented way back to Debian's units: its sockets disabled and stopped (they
-        // conflict with epmd.socket/epmd.service, and the package's drop-in for those skips them while
-        // epmd-gateway.socket is enabled). Enabled again at the end.
-        try await container.check(
-            "systemctl disable --now \(Self.epmdSocket) \(Self.httpSocket) && systemctl stop \(Self.service)"
-        )
         try container.write(
             "[Socket]\nListenStream=\nListenStream=127.0.0.1:\(port)\n",
             to: "/etc/systemd/system/epmd.socket.d/50-test-port.conf"
-        )
-        // The shipped drop-in for Debian's epmd.service (ExecStart=epmd-gateway -systemd, Type=notify), where
-        // its header says to put it. With one unnamed socket the gateway binds its HTTP front itself: a
-        // free port (never 4370) by a drop-in of the test.
-        let shipped = try await sd.shippedDropIn(containing: ["ExecStart=/usr/bin/epmd-gateway -systemd"])
-        try await container.check(
-            "mkdir -p /etc/systemd/system/epmd.service.d && cp \(shipped) /etc/systemd/system/epmd.service.d/epmd-gateway.conf"
-        )
-        try container.write(
-            "[Service]\nEnvironment=EPMD_GATEWAY_HTTP_PORT=\(httpPort)\n",
-            to: "/etc/systemd/system/epmd.service.d/60-test-http-port.conf"
         )
         try await Self.withCleanup {
             _ = try? await container.shell("systemctl stop epmd.service epmd.socket")
@@ -470,6 +453,32 @@ struct RealSystemdTests {
                 "systemctl daemon-reload; systemctl enable \(Self.epmdSocket) \(Self.httpSocket)"
             )
         } body: {
+            // While ours is enabled, Debian's epmd.socket steps aside (the package's drop-in for it), and a
+            // start of it (erlang-base's postinst runs one on each upgrade) must leave ours listening.
+            try await container.check("systemctl daemon-reload && systemctl start epmd.socket")
+            let skipped = try await container.show("epmd.socket", ["ActiveState", "ConditionResult"])
+            let ours = try await container.show(Self.epmdSocket, ["ActiveState"])
+            #expect(skipped["ActiveState"] == "inactive" && skipped["ConditionResult"] == "no", "\(skipped)")
+            #expect(ours["ActiveState"] == "active", "starting Debian's epmd.socket stopped \(Self.epmdSocket)")
+            #expect(WireClient.canConnect(port: sd.epmdPort), "nothing on \(sd.epmdPort) after a start of epmd.socket")
+
+            // The package's documented way back to Debian's units: its sockets disabled and stopped (they
+            // conflict with epmd.socket/epmd.service, and the package's drop-in for those skips them while
+            // epmd-gateway.socket is enabled). Enabled again at the end.
+            try await container.check(
+                "systemctl disable --now \(Self.epmdSocket) \(Self.httpSocket) && systemctl stop \(Self.service)"
+            )
+            // The shipped drop-in for Debian's epmd.service (ExecStart=epmd-gateway -systemd, Type=notify), where
+            // its header says to put it. With one unnamed socket the gateway binds its HTTP front itself: a
+            // free port (never 4370) by a drop-in of the test.
+            let shipped = try await sd.shippedDropIn(containing: ["ExecStart=/usr/bin/epmd-gateway -systemd"])
+            try await container.check(
+                "mkdir -p /etc/systemd/system/epmd.service.d && cp \(shipped) /etc/systemd/system/epmd.service.d/epmd-gateway.conf"
+            )
+            try container.write(
+                "[Service]\nEnvironment=EPMD_GATEWAY_HTTP_PORT=\(httpPort)\n",
+                to: "/etc/systemd/system/epmd.service.d/60-test-http-port.conf"
+            )
             try await container.check("systemctl daemon-reload && systemctl start epmd.socket")
             let socket = try await container.show("epmd.socket", ["ActiveState", "Listen", "ConditionResult"])
             #expect(socket["ActiveState"] == "active", "\(socket)")
