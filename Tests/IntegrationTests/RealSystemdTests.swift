@@ -405,11 +405,12 @@ struct RealSystemdTests {
         )
         #expect(!units.stdout.split(separator: "\n").contains("active"), "\(units)")
 
+        // dpkg -r keeps the configuration, the sockets' enablement with it (as every package whose scripts
+        // are dh_installsystemd's): the links go with --purge.
         try await container.check("dpkg --purge epmd-gateway", timeout: 120)
         #expect(try await container.shell("dpkg -L epmd-gateway").status != 0)
-        #expect(
-            try await container.shell("dpkg-query -W -f '${Status}' epmd-gateway").stdout.contains("installed") == false
-        )
+        let status = try await container.shell("dpkg-query -W -f '${Status}' epmd-gateway").stdout
+        #expect(status.isEmpty || status.hasSuffix(" not-installed"), "\(status)")
         // Anything named after the package, but the test's own drop-ins, its copy of the .deb and the
         // image's marker (scripts/systemd-container).
         let leftovers = try await container.check(
