@@ -10,11 +10,13 @@ public enum NotifyDatagram {
     /// - Parameters:
     ///   - message: the datagram's bytes (for systemd, newline-separated assignments such as `READY=1`).
     ///   - path: a file system path, or `@name` for the abstract namespace (as `NOTIFY_SOCKET` writes it).
+    ///   - waits: false: fail with EAGAIN instead of waiting when the receiver's queue is full (for
+    ///     messages sent from the epoll loop, which must never block).
     /// - Returns: whether the whole datagram was sent.
     /// - Throws: `SystemError` from `socket` or `sendto`; ENAMETOOLONG when the path does not fit.
     @inline(never)
     @discardableResult
-    public static func send(_ message: [UInt8], to path: String) throws(SystemError) -> Bool {
+    public static func send(_ message: [UInt8], to path: String, waits: Bool = true) throws(SystemError) -> Bool {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         var pathBytes = Array(path.utf8)
@@ -29,12 +31,13 @@ public enum NotifyDatagram {
             Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         defer { System.close(fd) }
+        let flags = Int32(MSG_NOSIGNAL) | (waits ? 0 : Int32(MSG_DONTWAIT))
         let sent = try withUnsafePointer(to: &address) { pointer throws(SystemError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress throws(SystemError) in
                 let result = message.withUnsafeBytes { raw in
                     Result { () throws(SystemError) in
                         try System.syscall("sendto") {
-                            sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                            sendto(fd, raw.baseAddress, raw.count, flags, socketAddress, length)
                         }
                     }
                 }
