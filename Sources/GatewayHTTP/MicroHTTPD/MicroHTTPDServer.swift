@@ -199,7 +199,7 @@ public final class MicroHTTPDServer: Sendable {
             }
             if let fd = configuration.listenSocket {
                 // libmicrohttpd neither binds nor listens then: it accepts on this socket.
-                options.add(.LISTEN_SOCKET, value: Int(fd))
+                options.add(.LISTEN_SOCKET, value: Int(truncatingIfNeeded: fd))
             } else {
                 options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
             }
