@@ -169,7 +169,9 @@ public enum Systemd {
     /// - Throws: `ActivationError`.
     public static func activatedSockets(environment: [String: String]) throws(ActivationError) -> ActivatedSockets {
         guard let descriptors = self.listenDescriptors(environment: environment) else { throw .malformed }
-        ProcessControl.removeEnvironment(self.activationVariables)
+        if self.activationVariables.contains(where: { environment[$0] != nil }) {
+            ProcessControl.removeEnvironment(self.activationVariables)
+        }
         let names = self.descriptorNames(environment: environment, count: descriptors.count)
         let sockets = try self.classify(descriptors: descriptors, names: names)
         // sd_listen_fds: the descriptors are ours, not a child's.
