@@ -29,8 +29,10 @@ public enum Daemon {
     public static func spawnDetached(arguments: [String]) throws(SystemError) {
         let ready = try ProcessControl.makeChildPipe()
         defer { System.close(ready.read) }
-        var environment = ProcessControl.environmentEntries().filter {
-            !$0.hasPrefix("\(self.childMarker)=") && !$0.hasPrefix("\(self.readyMarker)=")
+        // Neither the markers of a previous spawn nor systemd's sockets (the child gets none of them).
+        let dropped = [self.childMarker, self.readyMarker] + Systemd.activationVariables
+        var environment = ProcessControl.environmentEntries().filter { entry in
+            !dropped.contains { entry.hasPrefix("\($0)=") }
         }
         environment.append("\(self.childMarker)=1")
         environment.append("\(self.readyMarker)=3")

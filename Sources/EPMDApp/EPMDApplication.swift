@@ -70,7 +70,12 @@ public enum EPMDApplication {
     public static func serve(_ options: EPMDOptions, environment: [String: String], logger: Logger) -> Int32 {
         // SIGTERM/SIGINT are taken by the loop through a signalfd: block them before any thread starts.
         ProcessControl.blockTerminationSignals()
-        System.raiseDescriptorLimit()
+        do {
+            try System.raiseDescriptorLimit()
+        } catch {
+            // A seccomp filter without setrlimit (systemd's SystemCallFilter=~@resources): LimitNOFILE= rules.
+            logger.warning("cannot raise the descriptor limit (\(error)); it stays at \(System.descriptorLimit())")
+        }
         let gateway: Gateway
         do {
             // The waiting `-daemon` parent is released once the sockets are bound, or binding failed.

@@ -74,6 +74,10 @@ public final class Gateway: Sendable {
     private let wake: WakeEvent
     /// TLS and the admin token for the HTTP front, read at build.
     private let security: HTTPSecurity
+    /// systemd's socket named `http`, for the HTTP front (which then binds nothing itself).
+    private let httpSocket: Int32?
+    /// The messages to systemd (`NOTIFY_SOCKET`), nil when nobody listens.
+    private let notifier: SystemdNotifier?
 
     private init(
         options: EPMDOptions,
@@ -84,7 +88,9 @@ public final class Gateway: Sendable {
         descriptorBudget: DescriptorBudget,
         server: EPMDServer,
         wake: WakeEvent,
-        security: HTTPSecurity
+        security: HTTPSecurity,
+        httpSocket: Int32?,
+        notifier: SystemdNotifier?
     ) {
         self.options = options
         self.descriptorBudget = descriptorBudget
@@ -95,6 +101,8 @@ public final class Gateway: Sendable {
         self.server = server
         self.wake = wake
         self.security = security
+        self.httpSocket = httpSocket
+        self.notifier = notifier
         self.lifecycle = Lifecycle(logger: logger)
     }
 
@@ -135,13 +143,14 @@ public final class Gateway: Sendable {
         guard self.lifecycle.claimRun() else { throw .alreadyRun }
         let isDaemon = Daemon.isChild(self.options, environment: self.environment)
         self.logger.info("epmd running - daemon = \(isDaemon ? 1 : 0)")
-        if self.options.systemd {
-            Systemd.notify(
-                "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=\(ProcessControl.processID)",
-                environment: self.environment
-            )
+        if self.options.httpEnabled {
+            self.startHTTPFront()
+        } else if let fd = self.httpSocket {
+            self.logger.info("HTTP front disabled: systemd's socket named \"http\" (\(fd)) is closed")
+            System.close(fd)
         }
-        if self.options.httpEnabled { self.startHTTPFront() }
+        // READY=1 goes when the loop starts (the notifier is one of its hooks), after the HTTP front.
+        self.notifier?.setPorts(epmd: self.epmdPort, http: self.httpPort)
         self.lifecycle.enterRunning()
 
         let reason = self.runLoop()
@@ -152,9 +161,7 @@ public final class Gateway: Sendable {
             http?.stop()
             http = nil
         }
-        if self.options.systemd {
-            Systemd.notify("STATUS=Exited.\nERRNO=\(reason.exitStatus)", environment: self.environment)
-        }
+        self.notifier?.exited(status: reason.exitStatus)
         self.lifecycle.transition(from: .draining, to: .stopped)
         return reason
     }
@@ -228,6 +235,11 @@ public final class Gateway: Sendable {
             metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) },
             admin: admin
         )
+        if let fd = self.httpSocket {
+            self.logger.info(
+                "HTTP front on systemd's socket named \"http\" (\(fd)): --http-address and --http-port are ignored"
+            )
+        }
         let configuration = MicroHTTPDServer.Configuration(
             address: self.options.httpAddress,
             port: UInt16(truncatingIfNeeded: self.options.httpPort),
@@ -236,7 +248,8 @@ public final class Gateway: Sendable {
             maxWatchers: self.options.maxWatchers,
             connectionsPerAddress: self.options.httpConnectionsPerAddress,
             headerTimeout: self.options.httpHeaderTimeout,
-            tls: self.security.tls
+            tls: self.security.tls,
+            listenSocket: self.httpSocket
         )
         do {
             let http = MicroHTTPDServer(
@@ -262,7 +275,8 @@ public final class Gateway: Sendable {
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.connections.readOpen { [weak http] in http?.connectionStatistics.open ?? 0 }
             metrics.http.httpFrontStarted(true)
-            self.logger.info("HTTP front on \(self.options.httpAddress) port \(http.port)\(self.security.summary)")
+            let address = http.address ?? self.options.httpAddress
+            self.logger.info("HTTP front on \(address) port \(http.port)\(self.security.summary)")
             self.http.withLock { $0 = http }
         } catch {
             self.logger.warning("HTTP front disabled, the epmd port runs on: \(error)")
@@ -313,9 +327,10 @@ extension Gateway {
         let budget = try self.descriptorBudget(options, logger: logger)
         // The HTTP front's files first: a wrong one is reported even when another epmd has the port.
         let security = try HTTPSecurity.load(options)
+        let (listeners, httpSocket) = try self.listeners(options, environment: environment, logger: logger)
         let configuration = EPMDServerConfiguration(
             port: options.socketPort,
-            listeners: try self.listeners(options, environment: environment),
+            listeners: listeners,
             relaxedCommandCheck: options.relaxedCommandCheck,
             packetTimeout: options.packetTimeout,
             delayAccept: options.delayAccept,
@@ -342,6 +357,10 @@ extension Gateway {
             logger: logger
         )
         registry.addChangeObserver { metrics.registry.record($0) }
+        let notifier =
+            Systemd.notifies(systemdOption: options.systemd, environment: environment)
+            ? SystemdNotifier(environment: environment, nodeCount: { registry.count }, logger: logger) : nil
+        if let notifier { registry.addChangeObserver { _ in notifier.registryChanged() } }
         metrics.loop.limits(
             maxConnections: budget.epmd,
             reserve: budget.reserve,
@@ -354,7 +373,8 @@ extension Gateway {
                 configuration: configuration,
                 registry: registry,
                 logger: logger,
-                instruments: metrics.loop
+                instruments: metrics.loop,
+                hooks: notifier
             )
         } catch let error as ListenerError {
             if case .addressInUse = error { throw .addressInUse(error.description) }
@@ -378,7 +398,9 @@ extension Gateway {
             descriptorBudget: budget,
             server: server,
             wake: wake,
-            security: security
+            security: security,
+            httpSocket: httpSocket,
+            notifier: notifier
         )
     }
 
@@ -402,26 +424,31 @@ extension Gateway {
         return budget
     }
 
-    /// The listening sockets: systemd's (`-systemd`), or C epmd's listen plan.
+    /// The listening sockets: systemd's (`-systemd`: the epmd ones, and the HTTP front's when one is
+    /// named `http`), or C epmd's listen plan.
     private static func listeners(
         _ options: EPMDOptions,
-        environment: [String: String]
-    ) throws(GatewayError) -> EPMDServerConfiguration.Listeners {
+        environment: [String: String],
+        logger: Logger
+    ) throws(GatewayError) -> (EPMDServerConfiguration.Listeners, http: Int32?) {
         guard options.systemd else {
             do {
-                return .bind(try ListenPlan.make(addresses: options.addresses, port: options.socketPort))
+                return (.bind(try ListenPlan.make(addresses: options.addresses, port: options.socketPort)), nil)
             } catch {
                 throw .cannotStart(error.description)
             }
         }
-        guard let fds = Systemd.listenDescriptors(environment: environment) else {
-            throw .cannotStart("cannot obtain sockets from systemd")
+        let sockets: Systemd.ActivatedSockets
+        do {
+            sockets = try Systemd.activatedSockets(environment: environment)
+        } catch {
+            throw .cannotStart(error.description)
         }
-        guard !fds.isEmpty else { throw .cannotStart("systemd provides no sockets") }
-        guard fds.count <= ListenPlan.maximumSockets else {
-            throw .cannotStart("cannot listen on more than \(ListenPlan.maximumSockets) IP addresses")
-        }
-        return .inherited(fds)
+        logger.debug(
+            "systemd sockets",
+            metadata: ["epmd": "\(sockets.epmd)", "http": "\(sockets.http.map(String.init) ?? "none")"]
+        )
+        return (.inherited(sockets.epmd), sockets.http)
     }
 }
 

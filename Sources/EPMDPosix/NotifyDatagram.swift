@@ -10,11 +10,13 @@ public enum NotifyDatagram {
     /// - Parameters:
     ///   - message: the datagram's bytes (for systemd, newline-separated assignments such as `READY=1`).
     ///   - path: a file system path, or `@name` for the abstract namespace (as `NOTIFY_SOCKET` writes it).
+    ///   - waits: whether to wait (at most 2 s) when the receiver's queue is full; false: fail with
+    ///     EAGAIN at once (for the periodic messages of the epoll loop, which must never block).
     /// - Returns: whether the whole datagram was sent.
     /// - Throws: `SystemError` from `socket` or `sendto`; ENAMETOOLONG when the path does not fit.
     @inline(never)
     @discardableResult
-    public static func send(_ message: [UInt8], to path: String) throws(SystemError) -> Bool {
+    public static func send(_ message: [UInt8], to path: String, waits: Bool = true) throws(SystemError) -> Bool {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         var pathBytes = Array(path.utf8)
@@ -29,12 +31,18 @@ public enum NotifyDatagram {
             Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         defer { System.close(fd) }
+        if waits {
+            // At most 2 s behind a full queue: a wedged receiver must not hold the sender (the epmd loop).
+            var timeout = timeval(tv_sec: 2, tv_usec: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        let flags = Int32(MSG_NOSIGNAL) | (waits ? 0 : Int32(MSG_DONTWAIT))
         let sent = try withUnsafePointer(to: &address) { pointer throws(SystemError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress throws(SystemError) in
                 let result = message.withUnsafeBytes { raw in
                     Result { () throws(SystemError) in
                         try System.syscall("sendto") {
-                            sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                            sendto(fd, raw.baseAddress, raw.count, flags, socketAddress, length)
                         }
                     }
                 }

@@ -48,6 +48,12 @@ public enum ProcessControl {
         return result
     }
 
+    /// Removes `names` from the process environment (`unsetenv`), so that no program this process
+    /// starts inherits them. Call before any thread starts (the environment is not thread-safe).
+    public static func removeEnvironment(_ names: [String]) {
+        for name in names { unsetenv(name) }
+    }
+
     /// A pipe whose read end is close-on-exec and whose write end can be passed to a child.
     /// - Returns: the two descriptors.
     /// - Throws: `SystemError` from `pipe`.

@@ -235,6 +235,16 @@ public enum System {
         return SocketAddress(storage: storage)
     }
 
+    /// An integer socket option (`getsockopt`), e.g. `SO_ACCEPTCONN`, `SO_TYPE`, `SO_DOMAIN`.
+    /// - Throws: `SystemError` (ENOTSOCK for a descriptor that is not a socket, EBADF for a closed one).
+    @inline(never)
+    public static func socketOption(_ fd: Int32, level: Int32, name: Int32) throws(SystemError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try self.syscall("getsockopt", foreignDescriptor: true) { getsockopt(fd, level, name, &value, &length) }
+        return value
+    }
+
     // MARK: - epoll, eventfd, signalfd
 
     @inline(never)
@@ -329,10 +339,14 @@ public enum System {
     }
 
     /// Raises the soft descriptor limit to the hard limit (as many registrations as the system allows).
-    public static func raiseDescriptorLimit() {
+    /// Nothing is asked of the kernel when the soft limit is the hard one already (systemd's
+    /// `LimitNOFILE=N` sets both), so a seccomp filter without `setrlimit` is not hit.
+    /// - Throws: `SystemError` from `setrlimit` (EPERM under such a filter): the limit stays as it was.
+    @inline(never)
+    public static func raiseDescriptorLimit() throws(SystemError) {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
         limit.rlim_cur = limit.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        _ = try self.syscall("setrlimit") { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
     }
 }

@@ -35,6 +35,8 @@ public final class EPMDServer: Sendable {
     private let drainRequested = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
     let counters: EPMDServerCounters
+    /// Told of the loop's start and drain, and run on its timer.
+    let hooks: (any EPMDLoopHooks)?
     /// Forced unregistrations posted to the loop (`EPMDServer+Admin.swift`).
     let adminRequests = AdminRequestQueue()
 
@@ -47,13 +49,17 @@ public final class EPMDServer: Sendable {
     ///   - registry: the name table.
     ///   - logger: where the loop logs, with C epmd's texts (see `EPMDLogHandler` for the levels).
     ///   - instruments: receives every count for metrics (called on the loop thread).
+    ///   - hooks: told when the loop starts and the drain begins, and given a timer on the loop
+    ///     (systemd's readiness, status and watchdog).
     /// - Throws: `ListenerError` or `SystemError`.
     public init(
         configuration: EPMDServerConfiguration,
         registry: NodeRegistry,
         logger: Logger,
-        instruments: (any EPMDServerInstruments)? = nil
+        instruments: (any EPMDServerInstruments)? = nil,
+        hooks: (any EPMDLoopHooks)? = nil
     ) throws {
+        self.hooks = hooks
         self.configuration = configuration
         self.counters = EPMDServerCounters(instruments: instruments, limit: configuration.maxConnections)
         self.registry = registry

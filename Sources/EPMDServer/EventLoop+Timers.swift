@@ -11,6 +11,7 @@ extension EventLoop {
         if let head = self.delayedWrites.first { next = min(next, head.at) }
         if self.acceptPaused { next = min(next, self.acceptResumeAt) }
         if let drainUntil = self.drainUntil { next = min(next, drainUntil) }
+        if let hookDeadline = self.server.hooks?.nextDeadline() { next = min(next, hookDeadline) }
         guard next != .max else { return -1 }
         let now = System.monotonicNanoseconds()
         guard next > now else { return 0 }
@@ -32,6 +33,9 @@ extension EventLoop {
         }
         if self.acceptPaused, now >= self.acceptResumeAt { self.resumeAccepting() }
         if let drainUntil = self.drainUntil, now >= drainUntil { self.exitReason = .shutdown }
+        if let hooks = self.server.hooks, let deadline = hooks.nextDeadline(), deadline <= now {
+            hooks.timerFired(now: now)
+        }
     }
 
     mutating func drainSignals() {
@@ -45,6 +49,7 @@ extension EventLoop {
     mutating func beginDrain(because cause: String) {
         let grace = self.server.configuration.shutdownGrace
         self.server.startDraining()
+        if self.drainUntil == nil { self.server.hooks?.drainBegan(graceSeconds: grace) }
         if grace > 0 && self.drainUntil == nil {
             self.logger.info("\(cause), draining for \(grace) s")
             self.drainUntil = System.monotonicNanoseconds() + UInt64(grace) * 1_000_000_000

@@ -81,6 +81,7 @@ struct EventLoop {
 
     mutating func run() -> EPMDServer.ExitReason {
         self.logger.debug("entering the main epoll loop")
+        self.server.hooks?.loopStarted()
         while self.exitReason == nil {
             if self.server.isShutdownRequested {
                 self.exitReason = .shutdown

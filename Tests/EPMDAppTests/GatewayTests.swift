@@ -6,6 +6,10 @@ import Logging
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A `Gateway` built on loopback port 0 (epmd and HTTP) and run on its own thread, as the executable runs it.
 @Suite(.timeLimit(.minutes(1))) struct GatewayTests {
     /// Loopback only, both ports chosen by the kernel.
@@ -238,6 +242,75 @@ import Testing
         #expect(try await runner.finish() == .success(.shutdown))
     }
 
+    @Test(
+        "NOTIFY_SOCKET without -systemd, when systemd started this process: READY once both fronts serve, STOPPING at the drain, Exited at the end"
+    )
+    func notifyWithoutSystemdOption() async throws {
+        let path = "/tmp/epmd-gateway-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        try #require(bound == 0)
+        func received() -> [String] {
+            var messages: [String] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                guard count > 0 else { return messages }
+                messages.append(String(decoding: buffer.prefix(count), as: UTF8.self))
+            }
+        }
+
+        // Another process's SYSTEMD_EXEC_PID (an erl in some Type=notify unit started us): silence.
+        let (logger, _) = Self.logger()
+        let foreign = ["NOTIFY_SOCKET": path, "SYSTEMD_EXEC_PID": "\(getpid() &+ 1)"]
+        let quiet = try Gateway.build(options: Self.options(), environment: foreign, logger: logger)
+        let quietRunner = try Runner(quiet)
+        try #require(await Self.poll(seconds: 10) { quiet.state == .running })
+        quiet.shutdown()
+        _ = try await quietRunner.finish()
+        #expect(received() == [])
+
+        let own = ["NOTIFY_SOCKET": path, "SYSTEMD_EXEC_PID": "\(getpid())"]
+        let gateway = try Gateway.build(options: Self.options(grace: 1), environment: own, logger: logger)
+        let runner = try Runner(gateway)
+        defer { gateway.shutdown() }
+        var messages: [String] = []
+        try #require(
+            await Self.poll(seconds: 10) {
+                messages += received()
+                return !messages.isEmpty
+            }
+        )
+        let httpPort = try #require(gateway.httpPort)
+        #expect(
+            messages.first
+                == "READY=1\nSTATUS=Serving 0 nodes (epmd port \(gateway.epmdPort), HTTP port \(httpPort))\nMAINPID=\(getpid())"
+        )
+        #expect(Self.httpStatus(httpPort, "/readyz") == 200)
+        #expect(Self.namesPort(gateway.epmdPort) == 0)
+        gateway.shutdown()
+        #expect(try await runner.finish() == .success(.shutdown))
+        messages += received()
+        #expect(
+            messages.dropFirst() == [
+                "STOPPING=1\nSTATUS=Draining for 1 s, 0 nodes registered", "STATUS=Exited.\nERRNO=0",
+            ],
+            "\(messages)"
+        )
+    }
+
     @Test("bad socket activation and address lists are GatewayError.cannotStart with C epmd's messages")
     func cannotStart() {
         let (logger, _) = Self.logger()
@@ -248,6 +321,10 @@ import Testing
         }
         #expect(throws: GatewayError.cannotStart("systemd provides no sockets")) {
             try Gateway.build(options: systemd, environment: [:], logger: logger)
+        }
+        // LISTEN_PID names another process: the descriptors are not ours.
+        #expect(throws: GatewayError.cannotStart("systemd provides no sockets")) {
+            try Gateway.build(options: systemd, environment: ["LISTEN_FDS": "1", "LISTEN_PID": "1"], logger: logger)
         }
         var hostname = Self.options()
         hostname.addresses = "localhost"

@@ -6,8 +6,8 @@ import Testing
 import Glibc
 #endif
 
-/// The process as an operator runs it: signals, socket activation (the closest substitute for systemd
-/// here, where PID 1 is not systemd), `-address`, usage errors, and the two gateways-in-a-row rule.
+/// The process as an operator runs it: signals, `-address`, usage errors, and the two gateways-in-a-row
+/// rule. Socket activation (`-systemd`) is in `SocketActivationTests`, under systemd's own tool.
 @Suite(.timeLimit(.minutes(2))) struct ProcessLifecycleTests {
     @Test("SIGTERM stops the gateway with exit 0 and closes registrations", .enabled(if: !TestBinary.isCEPMD))
     func sigterm() async throws {
@@ -63,78 +63,6 @@ import Glibc
         let result = try Command.run(TestBinary.url.path, ["-port", String(port), "-address", "localhost"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("cannot parse IP address \"localhost\""))
-    }
-
-    @Test(
-        "-systemd: serves the inherited socket, reports READY=1 on NOTIFY_SOCKET, and answers with the configured port",
-        .enabled(if: !TestBinary.isCEPMD && ExternalTool.usable("python3"))
-    )
-    func systemdActivation() async throws {
-        let python = try ExternalTool.require("python3")
-        let port = try FreePort.next()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let notifyPath = directory.appendingPathComponent("notify").path
-        // What systemd does for a .socket unit: bind and listen, hand the socket over as fd 3 with
-        // LISTEN_FDS/LISTEN_PID, and listen for sd_notify datagrams on NOTIFY_SOCKET.
-        let script = """
-            import os, socket, sys
-            port, notify, binary = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-            ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            ready.bind(notify)
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", port))
-            listener.listen(128)
-            pid = os.fork()
-            if pid == 0:
-                os.dup2(listener.fileno(), 3)
-                os.set_inheritable(3, True)
-                env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), NOTIFY_SOCKET=notify)
-                env["ERL_EPMD_PORT"] = "4369"
-                os.execve(binary, [binary, "-systemd"], env)
-            listener.close()
-            ready.settimeout(10)
-            print(ready.recv(4096).decode().replace("\\n", "|"), flush=True)
-            print(pid, flush=True)
-            sys.stdin.read()
-            os.kill(pid, 15)
-            os.waitpid(pid, 0)
-            print(ready.recv(4096).decode().replace("\\n", "|"), flush=True)
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, String(port), notifyPath, TestBinary.url.path]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.runUnmasked()
-        defer {
-            if process.isRunning { process.terminate() }
-        }
-        let reader = output.fileHandleForReading
-        var text = ""
-        let deadline = Date().addingTimeInterval(10)
-        while !text.contains("MAINPID") && Date() < deadline {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        #expect(text.contains("READY=1"))
-        #expect(text.contains("STATUS=Processing port mapping requests..."))
-        // The inherited socket answers; NAMES reports the configured port (4369), not the socket's.
-        let names = try await WireClient.names(port: port)
-        #expect(names.prefix == 4369)
-        let (fd, reply) = try await WireClient.register(port: port, name: "socketactivated", nodePort: 9)
-        #expect(reply.prefix(2) == [0x76, 0])
-        #expect(try await WireClient.names(port: port).text == "name socketactivated at port 9\n")
-        close(fd)
-        try input.fileHandleForWriting.close()
-        process.waitUntilExit()
-        let rest = String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
-        #expect(rest.contains("STATUS=Exited.|ERRNO=0"))
     }
 
     /// One line of C epmd's `dbg_printf` on stderr: `epmd: <ctime>: <message>\r\n`.

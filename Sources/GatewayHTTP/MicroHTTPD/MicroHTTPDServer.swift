@@ -48,6 +48,9 @@ public final class MicroHTTPDServer: Sendable {
         public var heartbeatSeconds: Int
         /// HTTPS (and, with a client CA, mutual TLS); nil: plain HTTP. See `MicroHTTPDServer+TLS.swift`.
         public var tls: TLS?
+        /// A socket that listens already (systemd's, named `http`): the daemon serves it instead of
+        /// binding `address` and `port` (both are then ignored), and closes it when it stops.
+        public var listenSocket: Int32?
 
         public init(
             address: String = "127.0.0.1",
@@ -59,7 +62,8 @@ public final class MicroHTTPDServer: Sendable {
             heartbeatSeconds: Int = 15,
             connectionsPerAddress: Int = 128,
             headerTimeout: Int = 10,
-            tls: TLS? = nil
+            tls: TLS? = nil,
+            listenSocket: Int32? = nil
         ) {
             self.address = address
             self.port = port
@@ -71,6 +75,7 @@ public final class MicroHTTPDServer: Sendable {
             self.connectionsPerAddress = connectionsPerAddress
             self.headerTimeout = headerTimeout
             self.tls = tls
+            self.listenSocket = listenSocket
         }
     }
 
@@ -78,8 +83,9 @@ public final class MicroHTTPDServer: Sendable {
     private enum Phase {
         /// Configured, not listening yet.
         case configured
-        /// Listening: the daemon handle as an address (OpaquePointer is not Sendable) and the bound port.
-        case running(daemon: UInt, port: UInt16)
+        /// Listening: the daemon handle as an address (OpaquePointer is not Sendable), the bound port
+        /// and address.
+        case running(daemon: UInt, port: UInt16, address: String)
         /// Stopped (or its start failed); it cannot start again.
         case stopped
     }
@@ -137,8 +143,19 @@ public final class MicroHTTPDServer: Sendable {
         }
         guard fresh else { throw MicroHTTPDError(message: "the HTTP daemon was started before") }
         var storage = sockaddr_storage()
-        guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
-            throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
+        // The socket's own address when one is given (its port is the one reported).
+        let given: SocketAddress?
+        if let fd = configuration.listenSocket {
+            let local = try? System.localAddress(fd)
+            guard let local, local.family != AF_UNSPEC, (try? System.setNonBlocking(fd)) != nil else {
+                throw MicroHTTPDError(message: "the HTTP socket \(fd) is not a TCP socket")
+            }
+            given = local
+        } else {
+            given = nil
+            guard Self.fill(&storage, address: configuration.address, port: configuration.port) else {
+                throw MicroHTTPDError(message: "cannot parse HTTP address \"\(configuration.address)\"")
+            }
         }
         do {
             for wakeup in self.context.wakeups { try wakeup.open() }
@@ -151,7 +168,7 @@ public final class MicroHTTPDServer: Sendable {
             self.context.connections.stop()
             throw MicroHTTPDError(message: "cannot start the HTTP front's threads: \(error)")
         }
-        let isIPv6 = Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6
+        let isIPv6 = given.map { $0.family == AF_INET6 } ?? (Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6)
         // Its messages go to `MicroHTTPDCallbacks.log`: the errors it answers itself are counted there.
         var flags =
             MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
@@ -180,12 +197,17 @@ public final class MicroHTTPDServer: Sendable {
             if configuration.threads > 1 {
                 options.add(.THREAD_POOL_SIZE, value: configuration.threads)
             }
-            options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
+            if let fd = configuration.listenSocket {
+                // libmicrohttpd neither binds nor listens then: it accepts on this socket.
+                options.add(.LISTEN_SOCKET, value: Int(truncatingIfNeeded: fd))
+            } else {
+                options.add(.SOCK_ADDR, pointer: UnsafeMutableRawPointer(address))
+            }
             configuration.tls?.add(to: &options)  // its texts live as long as `self.configuration`
             return options.withTerminated { items in
                 cmhd_start(
                     flags,
-                    configuration.port,
+                    given?.port ?? configuration.port,
                     MicroHTTPDCallbacks.acceptPolicy,
                     context,
                     MicroHTTPDCallbacks.access,
@@ -200,17 +222,19 @@ public final class MicroHTTPDServer: Sendable {
             self.context.streams.stop()
             self.context.connections.stop()
             Unmanaged<CallbackContext>.fromOpaque(context).release()
-            throw MicroHTTPDError(
-                message: "cannot listen for HTTP on \(configuration.address) port \(configuration.port): \(reason)"
-            )
+            let host = given?.host ?? configuration.address
+            let port = given?.port ?? configuration.port
+            throw MicroHTTPDError(message: "cannot listen for HTTP on \(host) port \(port): \(reason)")
         }
-        let port = cmhd_bound_port(started)
+        let port = given?.port ?? cmhd_bound_port(started)
+        let host = given?.host ?? configuration.address
         let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(started)))
-        self.phase.withLock { $0 = .running(daemon: address, port: port) }
+        self.phase.withLock { $0 = .running(daemon: address, port: port, address: host) }
         self.logger.info(
             "HTTP daemon started",
             metadata: [
-                "address": "\(configuration.address)", "port": "\(port)", "threads": "\(configuration.threads)",
+                "address": "\(host)", "port": "\(port)", "threads": "\(configuration.threads)",
+                "socket": "\(configuration.listenSocket == nil ? "bound" : "passed")",
             ]
         )
     }
@@ -218,8 +242,17 @@ public final class MicroHTTPDServer: Sendable {
     /// The bound port while running (0 before ``start()`` and after ``stop()``).
     public var port: UInt16 {
         self.phase.withLock { phase in
-            if case .running(_, let port) = phase { return port }
+            if case .running(_, let port, _) = phase { return port }
             return 0
+        }
+    }
+
+    /// The address listened on while running (the configured one, or the passed socket's), nil
+    /// before ``start()`` and after ``stop()``.
+    public var address: String? {
+        self.phase.withLock { phase in
+            if case .running(_, _, let address) = phase { return address }
+            return nil
         }
     }
 
@@ -256,7 +289,7 @@ public final class MicroHTTPDServer: Sendable {
     public func stop() {
         let running = self.phase.withLock { phase -> (daemon: UInt, port: UInt16)? in
             defer { phase = .stopped }
-            if case .running(let daemon, let port) = phase { return (daemon, port) }
+            if case .running(let daemon, let port, _) = phase { return (daemon, port) }
             return nil
         }
         guard let running, let daemon = OpaquePointer(bitPattern: running.daemon) else {
