@@ -43,7 +43,7 @@ import Glibc
         let readyz = try await Curl.run(["http://127.0.0.1:\(httpPort)/readyz"], maxTime: 2)
         #expect(readyz.status == 200, "\(readyz)")
         #expect(try await WireClient.names(port: epmdPort).prefix == 4369)
-        let pid = activation.process.processIdentifier
+        let pid = try #require(activation.serverPID, "no systemd-socket-activate under the shell")
         #expect(
             ready?.text
                 == "READY=1\nSTATUS=Serving 0 nodes (epmd port \(epmdPort), HTTP port \(httpPort))\nMAINPID=\(pid)"
@@ -99,9 +99,9 @@ import Glibc
         let draining = try await Curl.run(["http://127.0.0.1:\(httpPort)/readyz"], maxTime: 2)
         #expect(draining.status == 503, "\(draining)")
         #expect(try await WireClient.names(port: epmdPort).text == "name socketactivated at port 9\n")
-        let exited = try await Poll.until(timeout: .seconds(15)) { activation.process.exitStatus != nil }
+        let exited = try await Poll.until(timeout: .seconds(15)) { activation.exitStatus != nil }
         try #require(exited != nil, "still running after the grace: \(activation.log)")
-        #expect(activation.process.exitStatus == 0)
+        #expect(activation.exitStatus == 0)
         #expect(try await notify.first(within: .seconds(2)) { $0 == "STATUS=Exited.\nERRNO=0" } != nil)
     }
 
@@ -153,10 +153,10 @@ import Glibc
         defer { close(sender) }
         let exited = try await Poll.until(timeout: .seconds(20)) {
             _ = WireClient.withSocketAddress(host: "127.0.0.1", port: port) { sendto(sender, "x", 1, 0, $0, $1) }
-            return activation.process.exitStatus != nil
+            return activation.exitStatus != nil
         }
         try #require(exited != nil, "\(activation.log)")
-        #expect(activation.process.exitStatus == 1)
+        #expect(activation.exitStatus == 1)
         #expect(
             activation.log.contains("systemd socket 3 (named \"epmd\") is not a listening TCP socket"),
             "\(activation.log)"
@@ -173,7 +173,10 @@ import Glibc
 }
 
 /// `systemd-socket-activate … BINARY ARGS`: it binds and listens, then execs the gateway in its own
-/// process (same pid) at the first connection.
+/// process (same pid) at the first connection. It runs under a shell that waits for it and exits with
+/// its status: systemd-socket-activate closes every descriptor it does not pass on, among them the one
+/// by which Foundation's `Process` learns that a child ended, and Foundation then blocks in `waitpid`
+/// for it (and notices no other child's end) until it really ends.
 final class Activation: @unchecked Sendable {
     // @unchecked: the Process is only touched from the test that owns this object.
     let process: Process
@@ -200,8 +203,8 @@ final class Activation: @unchecked Sendable {
         command += environment.sorted { $0.key < $1.key }.flatMap { ["-E", "\($0.key)=\($0.value)"] }
         command += [TestBinary.url.path] + arguments
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = command
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\"$0\" \"$@\"; status=$?; exit $status", tool] + command
         var inherited = ProcessInfo.processInfo.environment
         for key in ["ERL_EPMD_PORT", "ERL_EPMD_ADDRESS", "NOTIFY_SOCKET", "WATCHDOG_USEC", "LISTEN_FDS"] {
             inherited.removeValue(forKey: key)
@@ -227,10 +230,25 @@ final class Activation: @unchecked Sendable {
         return activation
     }
 
-    /// SIGCONT, SIGKILL, and wait.
+    /// The pid of systemd-socket-activate (then of the gateway it execs): the shell's child.
+    var serverPID: Int32? {
+        let shell = self.process.processIdentifier
+        guard shell > 0,
+            let children = try? String(contentsOfFile: "/proc/\(shell)/task/\(shell)/children", encoding: .utf8)
+        else { return nil }
+        return children.split(separator: " ").first.flatMap { Int32($0) }
+    }
+
+    /// The exit status of systemd-socket-activate or the gateway (the shell's), nil while it runs.
+    var exitStatus: Int32? { self.process.exitStatus }
+
+    /// SIGCONT and SIGKILL to the server, SIGKILL to the shell, and wait.
     func stop() {
         guard self.process.processIdentifier > 0, self.process.isRunning else { return }
-        kill(self.process.processIdentifier, SIGCONT)
+        if let server = self.serverPID {
+            kill(server, SIGCONT)
+            kill(server, SIGKILL)
+        }
         self.process.killAndWait()
     }
 
