@@ -247,30 +247,9 @@ import Glibc
     )
     func notifyWithoutSystemdOption() async throws {
         let path = "/tmp/epmd-gateway-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try #require(fd >= 0)
-        defer {
-            close(fd)
-            unlink(path)
-        }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(bound == 0)
-        func received() -> [String] {
-            var messages: [String] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                guard count > 0 else { return messages }
-                messages.append(String(decoding: buffer.prefix(count), as: UTF8.self))
-            }
-        }
+        let notify = try NotifySocket(path: path)
+        defer { notify.close() }
+        func received() -> [String] { notify.received() }
 
         // Another process's SYSTEMD_EXEC_PID (an erl in some Type=notify unit started us): silence.
         let (logger, _) = Self.logger()

@@ -21,26 +21,10 @@ import Glibc
     @Test("notify sends one datagram to NOTIFY_SOCKET")
     func notify() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(getpid()).sock").path
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer {
-            close(fd)
-            unlink(path)
-        }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(bound == 0)
+        let notify = try NotifySocket(path: path)
+        defer { notify.close() }
         #expect(Systemd.notify("READY=1", environment: ["NOTIFY_SOCKET": path]))
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        #expect(count == 7)
-        #expect(Array(buffer.prefix(7)) == Array("READY=1".utf8))
+        #expect(notify.received() == ["READY=1"])
         #expect(!Systemd.notify("READY=1", environment: [:]))
     }
 
