@@ -1062,7 +1062,9 @@ struct WireConformanceTests {
             let elapsed = W.seconds(start.duration(to: clock.now))
             #expect(outcome.bytes.isEmpty && outcome.ending.closed, "\(label): \(outcome)")
             #expect(elapsed >= 0.8, "\(label): closed after \(elapsed) s, before the 1 s timeout")
-            #expect(elapsed <= 4.5, "\(label): closed after \(elapsed) s")
+            // 4.5 s, scaled under a sanitizer (TestTime): ASan runs took 4.64-4.68 s beside the other tests.
+            let bound = 4.5 * Double(TestTime.scale)
+            #expect(elapsed <= bound, "\(label): closed after \(elapsed) s (bound \(bound) s)")
         }
     }
 
