@@ -112,7 +112,7 @@ struct RealErlangTests {
     }
 
     @Test(
-        "A SIGKILLed node's name is gone from NAMES within one second",
+        "A SIGKILLed node's name is gone from NAMES at once (3 s bound)",
         .enabled(if: ExternalTool.usable("erl")),
         .timeLimit(.minutes(1))
     )
@@ -126,8 +126,11 @@ struct RealErlangTests {
         let name = node.name
 
         kill(node.process.processIdentifier, SIGKILL)
-        // One second (scaled under a sanitizer, which slows the gateway several times: TestTime).
-        let limit = TestTime.scaled(.seconds(1))
+        // The kernel closes the node's connection at SIGKILL and the gateway unregisters at that EOF: on
+        // a quiet machine within milliseconds. The bound is 3 s (scaled under a sanitizer: TestTime)
+        // because this test runs beside 360 others on CI's 2 cores, where a 1 s bound failed twice; it
+        // still tells the EOF apart from any timeout (the packet timeout is 60 s).
+        let limit = TestTime.scaled(.seconds(3))
         let elapsed = try await Poll.until(timeout: limit, interval: .milliseconds(50)) {
             NamesText.port(of: name, in: try await WireClient.names(port: port).text) == nil
         }
