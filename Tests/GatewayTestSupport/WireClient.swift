@@ -407,31 +407,43 @@ public enum WireClient {
     }
 
     /// Registers many names with pipelining (connect a batch, send all, then read all replies).
-    /// Returns the open connections and replies in the order of `names`.
+    /// Returns the open connections and replies in the order of `names`. The work runs on a thread of
+    /// its own: thousands of blocking connects (each can wait for a full accept queue) would otherwise
+    /// hold a thread of the 2-thread cooperative pool, and every test running beside it would wake late.
     public static func registerMany(
         port: UInt16,
         names: [String],
         nodePort: (Int) -> UInt16,
         batch: Int = 250
     ) async throws -> [(fd: Int32, reply: [UInt8])] {
-        var result: [(fd: Int32, reply: [UInt8])] = []
-        result.reserveCapacity(names.count)
+        let requests = names.indices.map { self.frame(self.alive2(name: Array(names[$0].utf8), port: nodePort($0))) }
+        let registered = try await Blocking.run { try self.registerMany(port: port, requests: requests, batch: batch) }
+        return registered.map { ($0.fd, $0.reply) }
+    }
+
+    private struct Registered: Sendable {
+        var fd: Int32
+        var reply: [UInt8]
+    }
+
+    private static func registerMany(port: UInt16, requests: [[UInt8]], batch: Int) throws -> [Registered] {
+        var result: [Registered] = []
+        result.reserveCapacity(requests.count)
         var pending: [Int32] = []
         do {
             var index = 0
-            while index < names.count {
-                let end = min(index + batch, names.count)
+            while index < requests.count {
+                let end = min(index + batch, requests.count)
                 for i in index..<end {
                     let fd = try self.connect(port: port)
                     pending.append(fd)
-                    let body = self.alive2(name: Array(names[i].utf8), port: nodePort(i))
-                    guard self.send(fd, self.frame(body)) else {
-                        throw TestFailure("send of ALIVE2 for \(names[i]) failed: errno \(errno)")
+                    guard self.send(fd, requests[i]) else {
+                        throw TestFailure("send of ALIVE2 request \(i) failed: errno \(errno)")
                     }
                 }
                 for fd in pending {
-                    let reply = try await self.read(fd, count: 6, within: .seconds(30))
-                    result.append((fd, reply))
+                    let reply: [UInt8] = try self.read(fd, count: 6, within: .seconds(30))
+                    result.append(Registered(fd: fd, reply: reply))
                 }
                 pending.removeAll()
                 index = end

@@ -17,46 +17,58 @@ struct LimitsTests {
     @Test("The packet timeout counts from connect: a one-byte-per-second dribbler is closed", .timeLimit(.minutes(1)))
     func packetTimeoutCountsFromConnect() async throws {
         try await GatewayProcess.with(arguments: ["-packet_timeout", "2"]) { gateway in
-            // A valid PORT2 request of 17 bytes: complete only after 16 s at one byte per second.
-            let raw = WireClient.frame([122] + Array("dribbling-node".utf8))
-            let clock = ContinuousClock()
-            let start = clock.now
-            let fd = try WireClient.connect(port: gateway.port)
-            defer { close(fd) }
-            var sent = 0
-            var closedAfter: Double?
-            var received: [UInt8] = []
-            while sent < raw.count {
-                if !W.send(fd, [raw[sent]]) {
-                    closedAfter = W.seconds(start.duration(to: clock.now))
-                    break
-                }
-                sent += 1
-                let outcome = await W.collect(fd, for: .seconds(1))
-                received += outcome.bytes
-                if outcome.ending.closed {
-                    closedAfter = W.seconds(start.duration(to: clock.now))
-                    break
-                }
-                // C epmd keeps it open for ever; 7 s is well past its 2 s timeout plus a tick.
-                if TestBinary.isCEPMD && W.seconds(start.duration(to: clock.now)) > 7 { break }
-            }
+            // A valid PORT2 request of 17 bytes: complete only after 16 s at one byte per second. The
+            // dribble runs on a thread of its own, blocking in poll(2): on the cooperative pool its
+            // one-second waits could wake seconds late while the 19,000-registration test beside it
+            // holds both threads (a CI run saw 5.0 s and a rehearsal 10.2 s that way).
+            let port = gateway.port
+            let (closedAfter, received, completion) = try await Blocking.run { try Self.dribble(port: port) }
             #expect(received.isEmpty, "no reply to an incomplete request: [\(W.hex(received))]")
             if TestBinary.isCEPMD {
                 // OTP 25.2.3 refreshes the deadline on every read (CVE-2026-42792's slow-client half).
                 #expect(closedAfter == nil, "C epmd 25.2.3 closed the dribbler after \(closedAfter ?? 0) s")
-                #expect(W.send(fd, Array(raw[sent...])))
-                let reply = await W.collect(fd, for: .seconds(5))
-                #expect(reply.bytes == [119, 1], "\(reply)")
+                // ... and still answers the request once the rest of it arrives.
+                #expect(completion == [119, 1], "C epmd's reply to the completed request: \(String(describing: completion))")
             } else {
-                let after = try #require(closedAfter, "the dribbling client was never closed (\(sent) bytes sent)")
+                let after = try #require(closedAfter, "the dribbling client was never closed")
                 #expect(after >= 1.5, "closed after \(after) s, before the 2 s packet timeout")
-                #expect(after <= 4.5, "closed only after \(after) s: the deadline must count from connect")
+                // A deadline refreshed by every byte never closes this client (a byte a second against
+                // 2 s); one counted from connect closes it at 2 s plus a loop tick. The bound leaves room
+                // for a loaded 2-core machine and still ends long before the 16 s the request needs.
+                let bound = 6.0 * Double(TestTime.scale)
+                #expect(after <= bound, "closed only after \(after) s: the deadline must count from connect")
                 // The server is still fine.
                 let names = try await W.namesReply(port: gateway.port)
                 #expect(names == W.be32(UInt32(gateway.port)))
             }
         }
+    }
+
+    /// Sends a 17-byte PORT2 request one byte a second, blocking; returns when the server closed (in
+    /// seconds from connect, nil if it did not) and what it sent back meanwhile. Against C epmd it stops
+    /// dribbling after 7 s, well past its 2 s timeout plus a tick, sends the rest at once and returns the
+    /// reply to that as `completion`.
+    private static func dribble(port: UInt16) throws -> (closedAfter: Double?, received: [UInt8], completion: [UInt8]?) {
+        let raw = WireClient.frame([122] + Array("dribbling-node".utf8))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let fd = try WireClient.connect(port: port)
+        defer { close(fd) }
+        var sent = 0
+        var received: [UInt8] = []
+        while sent < raw.count {
+            if !W.send(fd, [raw[sent]]) { return (W.seconds(start.duration(to: clock.now)), received, nil) }
+            sent += 1
+            let outcome: WireClient.Outcome = W.collect(fd, for: .seconds(1))
+            received += outcome.bytes
+            if outcome.ending.closed { return (W.seconds(start.duration(to: clock.now)), received, nil) }
+            if TestBinary.isCEPMD && W.seconds(start.duration(to: clock.now)) > 7 {
+                guard W.send(fd, Array(raw[sent...])) else { return (nil, received, nil) }
+                let reply: WireClient.Outcome = W.collect(fd, for: .seconds(5))
+                return (nil, received, reply.bytes)
+            }
+        }
+        return (nil, received, nil)
     }
 
     @Test(
