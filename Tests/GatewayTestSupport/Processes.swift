@@ -7,6 +7,21 @@ import Glibc
 // MARK: - Child processes
 
 extension Process {
+    /// A fresh log file's place in the temporary directory: `<prefix>-<UUID>.log`.
+    public static func temporaryLog(_ prefix: String) -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString).log")
+    }
+
+    /// The child writes stdout and stderr to `log` (created, or emptied) and reads stdin from the null
+    /// device. The parent's copy is closed once the child is spawned (`runUnmasked`).
+    public func logOutput(to log: URL) throws {
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        self.standardOutput = handle
+        self.standardError = handle
+        self.standardInput = FileHandle.nullDevice
+    }
+
     /// SIGKILL and wait (at most `seconds`) until Foundation sees the exit; returns whether it did.
     /// Foundation sees it only once every copy of a descriptor the child inherited is closed (see
     /// `exitStatus`): a test can assert with this that a daemon the child started kept none of them.

@@ -138,11 +138,7 @@ private final class HAProxyProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["-f", configURL.path, "-db"]
         let haproxy = HAProxyProcess(process: process, directory: directory, backend: backend, server: server)
-        _ = FileManager.default.createFile(atPath: haproxy.logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: haproxy.logURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
+        try process.logOutput(to: haproxy.logURL)
         try process.runUnmasked()
 
         let ready = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(20)) {

@@ -28,7 +28,7 @@ struct LimitsTests {
                 // OTP 25.2.3 refreshes the deadline on every read (CVE-2026-42792's slow-client half).
                 #expect(closedAfter == nil, "C epmd 25.2.3 closed the dribbler after \(closedAfter ?? 0) s")
                 // ... and still answers the request once the rest of it arrives.
-                #expect(completion == [119, 1], "C epmd's reply to the completed request: \(String(describing: completion))")
+                #expect(completion == [119, 1], "C epmd replied \(String(describing: completion))")
             } else {
                 let after = try #require(closedAfter, "the dribbling client was never closed")
                 #expect(after >= 1.5, "closed after \(after) s, before the 2 s packet timeout")
@@ -48,7 +48,9 @@ struct LimitsTests {
     /// seconds from connect, nil if it did not) and what it sent back meanwhile. Against C epmd it stops
     /// dribbling after 7 s, well past its 2 s timeout plus a tick, sends the rest at once and returns the
     /// reply to that as `completion`.
-    private static func dribble(port: UInt16) throws -> (closedAfter: Double?, received: [UInt8], completion: [UInt8]?) {
+    private static func dribble(
+        port: UInt16
+    ) throws -> (closedAfter: Double?, received: [UInt8], completion: [UInt8]?) {
         let raw = WireClient.frame([122] + Array("dribbling-node".utf8))
         let clock = ContinuousClock()
         let start = clock.now

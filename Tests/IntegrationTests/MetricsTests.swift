@@ -252,11 +252,7 @@ final class PrometheusServer: @unchecked Sendable {
             "--log.level=warn",
         ]
         let log = directory.appendingPathComponent("prometheus.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
+        try process.logOutput(to: log)
         try process.runUnmasked()
         let server = PrometheusServer(process: process, port: port, directory: directory)
         let ready = try await Poll.until(timeout: .seconds(30), interval: .milliseconds(100)) {

@@ -210,13 +210,8 @@ final class Activation: @unchecked Sendable {
             inherited.removeValue(forKey: key)
         }
         process.environment = inherited
-        let logURL = FileManager.default.temporaryDirectory
-            .appendingPathComponent("epmd-gateway-activation-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logURL)
-        process.standardError = handle
-        process.standardOutput = handle
-        process.standardInput = FileHandle.nullDevice
+        let logURL = Process.temporaryLog("epmd-gateway-activation")
+        try process.logOutput(to: logURL)
         try await process.spawnUnmasked()
         let activation = Activation(process: process, logURL: logURL)
         let listening = try await Poll.until(timeout: .seconds(10)) {

@@ -103,13 +103,8 @@ final class ErlangNode: @unchecked Sendable {
         for (key, value) in ErlangEnvironment.variables(epmdPort: epmdPort) { env[key] = value }
         for (key, value) in extraEnvironment { env[key] = value }
         process.environment = env
-        let logURL = FileManager.default.temporaryDirectory
-            .appendingPathComponent("epmd-gateway-it-\(name).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
+        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("epmd-gateway-it-\(name).log")
+        try process.logOutput(to: logURL)
         let node = ErlangNode(name: name, process: process, logURL: logURL)
         try await node.process.spawnUnmasked()
         return node

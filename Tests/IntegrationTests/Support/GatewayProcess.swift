@@ -145,13 +145,8 @@ final class GatewayProcess: @unchecked Sendable {
         }
         env.merge(environment) { $1 }
         process.environment = env
-        let stderrURL = FileManager.default.temporaryDirectory
-            .appendingPathComponent("epmd-gateway-test-\(port)-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: stderrURL)
-        process.standardError = handle
-        process.standardOutput = handle
-        process.standardInput = FileHandle.nullDevice
+        let stderrURL = Process.temporaryLog("epmd-gateway-test-\(port)")
+        try process.logOutput(to: stderrURL)
         try await process.spawnUnmasked()
         return GatewayProcess(port: port, process: process, stderrURL: stderrURL)
     }
