@@ -121,6 +121,22 @@ public enum System {
         try self.nonBlockingSyscall("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Whether the peer of a connected socket has closed it (EOF, or a reset), seen without consuming
+    /// anything: `recv` with `MSG_PEEK | MSG_DONTWAIT`. False while it is open with nothing to read, and
+    /// when bytes are waiting (they are the caller's to read).
+    @inline(never)
+    public static func peerHasClosed(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        do {
+            let count = try self.nonBlockingSyscall("recv") {
+                Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            }
+            return count == 0
+        } catch {
+            return true  // ECONNRESET, ETIMEDOUT...: the connection is over
+        }
+    }
+
     /// Writes all of `bytes` to a blocking descriptor (stderr, a pipe), retrying partial writes. A closed
     /// descriptor is an error, never a trap: whoever started the process may have closed stderr.
     @inline(never)

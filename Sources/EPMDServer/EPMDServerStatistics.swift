@@ -86,6 +86,9 @@ public protocol EPMDServerInstruments: Sendable {
     func connectionLimitChanged(_ limit: Int)
     /// A connection was closed, for `reason` (every close, an answered one-shot request included).
     func connectionClosed(_ reason: CloseReason)
+    /// A registration whose peer had closed (EOF not read yet) was ended because its name registered
+    /// again (the re-registration race, erlang/otp#11083).
+    func closedRegistrationReplaced()
 }
 
 extension EPMDServerInstruments {
@@ -95,6 +98,8 @@ extension EPMDServerInstruments {
     public func connectionLimitChanged(_ limit: Int) {}
     /// Does nothing: for receivers written before closes were counted by reason.
     public func connectionClosed(_ reason: CloseReason) {}
+    /// Does nothing: for receivers written before the re-registration race was handled.
+    public func closedRegistrationReplaced() {}
 }
 
 /// The live counters: atomics for what every request touches, a lock for the rare reason tables.
@@ -175,6 +180,10 @@ final class EPMDServerCounters: Sendable {
 
     func closed(_ reason: CloseReason) {
         self.instruments?.connectionClosed(reason)
+    }
+
+    func closedRegistrationReplaced() {
+        self.instruments?.closedRegistrationReplaced()
     }
 
     func timedOut() {

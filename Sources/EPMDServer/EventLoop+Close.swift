@@ -37,6 +37,13 @@ extension EventLoop {
         }
         let index = Int(connection.fd)
         if index < self.slots.count, self.slots[index] === connection { self.slots[index] = nil }
+        // Out of the interest list before the close: when another process holds a copy of the socket
+        // (systemd's fd store, a hand-over), close() alone leaves it watched, and a level-triggered EOF
+        // would wake the loop for ever.
+        if connection.watched {
+            try? self.epoll.delete(connection.fd)
+            connection.watched = false
+        }
         System.close(connection.fd)
         self.openCount -= 1
         self.server.counters.open.store(self.openCount, ordering: .relaxed)

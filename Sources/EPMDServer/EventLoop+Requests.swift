@@ -6,6 +6,7 @@ import Logging
 /// Requests: the policy decides, the loop carries out its effects, logs them, and replies.
 extension EventLoop {
     mutating func serve(_ request: EPMDRequest, on connection: EPMDConnection) {
+        if case .alive2(let alive) = request { self.endClosedRegistration(named: alive.name, for: connection) }
         let decision = EPMDRequestPolicy.decide(
             request,
             context: EPMDRequestPolicy.Context(
@@ -54,5 +55,23 @@ extension EventLoop {
             self.reply(decision.reply, on: connection, keep: decision.keep)
         }
         self.server.counters.served(decision.kind, decision.result, acceptedAt: connection.acceptedAt)
+    }
+
+    /// The re-registration race (erlang/otp#11083): a node that closes its registration connection and
+    /// registers again at once can be served before its old connection's EOF is read, and would be
+    /// refused with the name in use. So before the registry decides, the connection holding the name
+    /// is asked (without reading) whether its peer has closed; if it has, it is closed first, exactly as
+    /// its EOF would have been a moment later, and the new registration goes ahead.
+    mutating func endClosedRegistration(named name: [UInt8], for connection: EPMDConnection) {
+        guard let live = self.server.registry.lookup(name), live.connection != connection.id,
+            let fd = self.registeredByID[live.connection], fd >= 0, Int(fd) < self.slots.count,
+            let holder = self.slots[Int(fd)], holder.id == live.connection,
+            System.peerHasClosed(fd)
+        else { return }
+        self.logger.info(
+            "'\(Self.printable(name))' registers again: its old connection had closed (EOF not read yet)"
+        )
+        self.server.counters.closedRegistrationReplaced()
+        self.close(holder, reason: .peerClosed)
     }
 }

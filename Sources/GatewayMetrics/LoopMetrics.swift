@@ -11,7 +11,8 @@ import Prometheus
 /// `epmd_registration_failures_total{reason}`, `epmd_connections`, `epmd_connections_accepted_total`,
 /// `epmd_connections_rejected_total{reason}`, `epmd_connections_evicted_total{reason}`,
 /// `epmd_connections_limit`, `epmd_connection_timeouts_total`, `epmd_malformed_packets_total{reason}`,
-/// `epmd_connections_closed_total{reason}`, and the process's descriptor split,
+/// `epmd_connections_closed_total{reason}`, `epmd_registrations_replaced_total`, and the process's
+/// descriptor split,
 /// `epmd_gateway_descriptor_budget{part}`.
 public final class LoopMetrics: EPMDServerInstruments {
     /// By `RequestKey.slot` (arrays, not dictionaries: this is on every request's path, and hashing
@@ -32,6 +33,7 @@ public final class LoopMetrics: EPMDServerInstruments {
     private let malformed: [EPMDMalformedReason: Counter]
     /// By `CloseReason.labelIndex`.
     private let closed: [Counter]
+    private let replaced: Counter
     private let logger: Logger
 
     // MARK: - Label sets
@@ -167,6 +169,11 @@ public final class LoopMetrics: EPMDServerInstruments {
             \.label,
             { counter("epmd_malformed_packets_total", "Connections closed for bad input, by reason.", $0) }
         )
+        self.replaced = counter(
+            "epmd_registrations_replaced_total",
+            "Registrations ended because their name registered again after their connection had closed, "
+                + "before its EOF was read (the re-registration race)."
+        )
         self.closed = CloseReason.labels.map { label in
             counter(
                 "epmd_connections_closed_total",
@@ -226,6 +233,10 @@ public final class LoopMetrics: EPMDServerInstruments {
     public func connectionClosed(_ reason: CloseReason) {
         let index = reason.labelIndex
         if index < self.closed.count { self.closed[index].increment() }
+    }
+
+    public func closedRegistrationReplaced() {
+        self.replaced.increment()
     }
 
     public func connectionLimitChanged(_ limit: Int) {
