@@ -79,6 +79,8 @@ public final class Gateway: Sendable {
     private let security: HTTPSecurity
     /// systemd's socket named `http`, for the HTTP front (which then binds nothing itself).
     private let httpSocket: Int32?
+    /// Where `httpSocket` came from, for the log: systemd, or the predecessor of a hand-over.
+    private let httpSocketOrigin: String
     /// The messages to systemd (`NOTIFY_SOCKET`), nil when nobody listens.
     private let notifier: SystemdNotifier?
     /// The hand-over socket's service (nil: no hand-over).
@@ -99,6 +101,7 @@ public final class Gateway: Sendable {
         wake: WakeEvent,
         security: HTTPSecurity,
         httpSocket: Int32?,
+        httpSocketOrigin: String,
         notifier: SystemdNotifier?,
         adoptions: [EPMDConnectionSnapshot],
         handover: HandoverService?,
@@ -114,6 +117,7 @@ public final class Gateway: Sendable {
         self.wake = wake
         self.security = security
         self.httpSocket = httpSocket
+        self.httpSocketOrigin = httpSocketOrigin
         self.notifier = notifier
         self.adoptions = Mutex(adoptions)
         self.handover = handover
@@ -165,7 +169,7 @@ public final class Gateway: Sendable {
         if self.options.httpEnabled {
             self.startHTTPFront()
         } else if let fd = self.httpSocket {
-            self.logger.info("HTTP front disabled: systemd's socket named \"http\" (\(fd)) is closed")
+            self.logger.info("HTTP front disabled: \(self.httpSocketOrigin) (\(fd)) is closed")
             System.close(fd)
         }
         // READY=1 goes when the loop starts (the notifier is one of its hooks), after the HTTP front.
@@ -283,7 +287,7 @@ public final class Gateway: Sendable {
         )
         if let fd = self.httpSocket {
             self.logger.info(
-                "HTTP front on systemd's socket named \"http\" (\(fd)): --http-address and --http-port are ignored"
+                "HTTP front on \(self.httpSocketOrigin) (\(fd)): --http-address and --http-port are ignored"
             )
         }
         let configuration = MicroHTTPDServer.Configuration(
@@ -530,6 +534,8 @@ extension Gateway {
             wake: wake,
             security: security,
             httpSocket: httpSocket,
+            httpSocketOrigin: restoration?.httpListener != nil
+                ? "the HTTP socket handed over" : "systemd's socket named \"http\"",
             notifier: notifier,
             adoptions: restoration?.connections ?? [],
             handover: handover,

@@ -39,7 +39,6 @@ struct HandoverTests {
             scene.gateway.log.contains("handed over to PID \(successor.process.processIdentifier)"),
             "A's log: \(scene.gateway.log)"
         )
-        try await scene.checkAllThreeServed(by: successor.log)
         let figures = try await load.finish()
         print("hand-over under lookup load: \(figures.line); \(scene.switchTime(in: scene.gateway.log))")
         #expect(figures.failed == 0 && figures.ok > 0, "lookups failed through the hand-over: \(figures.line)")
@@ -61,6 +60,7 @@ struct HandoverTests {
         #expect(metrics.contains("epmd_restarts_total{method=\"handover\"} 1"), "\(metrics.prefix(4000))")
         #expect(metrics.contains("\nepmd_registrations_total 0\n"), "restored nodes counted as registrations")
 
+        try await scene.checkAllThreeServed(by: successor.log)
         try await scene.checkRulesAfterTheSwitch()
     }
 
@@ -122,6 +122,46 @@ struct HandoverTests {
         #expect(await scene.gateway.waitForExit(within: .seconds(20)) == 0, "\(scene.gateway.log)")
         let metrics = try await Curl.run(["http://127.0.0.1:\(scene.httpPort)/metrics"]).body
         #expect(metrics.contains("epmd_restarts_total{method=\"handover\"} 1"), "\(successor.log)")
+    }
+
+    @Test("a successor that cannot start (NACK) leaves the running gateway serving everything, re-adopted")
+    func successorFails() async throws {
+        let scene = try await HandoverScene.start(erlNodes: false)
+        defer { scene.stop() }
+        // A TLS key that does not exist: the successor receives everything, then cannot build.
+        let successor = try SuccessorProcess(
+            arguments: [
+                "-port", String(scene.gateway.port), "--http-port", String(scene.httpPort), "--handover-socket",
+                scene.socketPath, "--takeover", "--http-tls-cert", "/nonexistent/cert.pem", "--http-tls-key",
+                "/nonexistent/key.pem",
+            ]
+        )
+        defer { successor.stop() }
+        let ended = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(20)) {
+            !successor.process.isRunning
+        }
+        #expect(ended != nil && successor.process.terminationStatus == 1, "successor: \(successor.log)")
+        #expect(scene.gateway.process.isRunning, "A stopped: \(scene.gateway.log)")
+        #expect(scene.gateway.log.contains("hand-over failed"), "A's log: \(scene.gateway.log)")
+        // Everything is served as before: the registration (same name refused), lookups, new registrations.
+        let names = try await WireClient.names(port: scene.gateway.port)
+        #expect(NamesText.port(of: scene.rawName, in: names.text) == scene.rawNodePort, "\(names.text)")
+        let again = try await WireClient.register(port: scene.gateway.port, name: scene.rawName, nodePort: 1)
+        close(again.fd)
+        #expect(again.reply.count == 6 && again.reply[1] != 0, "the live raw client's name was accepted again")
+        let fresh = try await WireClient.register(port: scene.gateway.port, name: NodeNames.unique("fresh"), nodePort: 2)
+        close(fresh.fd)
+        #expect(fresh.reply.count == 6 && fresh.reply[1] == 0, "a new registration was refused")
+        let health = try await Curl.run(["http://127.0.0.1:\(scene.httpPort)/v1/nodes/\(scene.rawName)/health"])
+        #expect(health.status == 200, "\(health)")
+        // The raw client's connection still belongs to A: closing it unregisters the name.
+        scene.closeRawClient()
+        let gone = try await Poll.until(timeout: .seconds(5), interval: .milliseconds(20)) {
+            NamesText.port(of: scene.rawName, in: try await WireClient.names(port: scene.gateway.port).text) == nil
+        }
+        #expect(gone != nil, "the raw client's close did not unregister it")
+        let metrics = try await Curl.run(["http://127.0.0.1:\(scene.httpPort)/metrics"]).body
+        #expect(metrics.contains("epmd_handover_refusals_total{reason=\"failed\"} 1"), "\(metrics.prefix(3000))")
     }
 
     @Test(

@@ -19,7 +19,7 @@ final class HandoverScene: @unchecked Sendable {
     let rawName: String
     let rawNodePort: UInt16 = 4242
     let rawFD: Int32
-    private var extraNode: ErlangNode?
+    private var rawClosed = false
 
     var socketPath: String { self.directory.appendingPathComponent("handover.sock").path }
 
@@ -82,10 +82,16 @@ final class HandoverScene: @unchecked Sendable {
     func stop() {
         self.nodeA.kill()
         self.nodeB?.kill()
-        self.extraNode?.kill()
-        close(self.rawFD)
+        self.closeRawClient()
         self.gateway.stop()
         try? FileManager.default.removeItem(at: self.directory)
+    }
+
+    /// Closes the raw client's registration connection (once).
+    func closeRawClient() {
+        guard !self.rawClosed else { return }
+        self.rawClosed = true
+        close(self.rawFD)
     }
 
     /// Starts `epmd-gateway -port P --http-port H --handover-socket S --takeover`.
