@@ -285,12 +285,14 @@ public final class HandoverService: EPMDHandoverHandler {
         {
             arguments += ["--handover-socket", explicit]
         }
+        // Not the `-daemon` parent's ready descriptor (descriptor 3 is something else in the child), nor
+        // systemd's socket variables (the successor gets every socket from the hand-over).
+        let dropped = [Daemon.readyMarker] + Systemd.activationVariables
+        let environment = ProcessControl.environmentEntries().filter { entry in
+            !dropped.contains { entry.hasPrefix("\($0)=") }
+        }
         do {
-            let pid = try UnixSocket.spawnChild(
-                path: path,
-                arguments: arguments,
-                environment: ProcessControl.environmentEntries()
-            )
+            let pid = try UnixSocket.spawnChild(path: path, arguments: arguments, environment: environment)
             self.logger.notice("started successor PID \(pid) (\(path)) to hand over to")
         } catch {
             self.metrics.handover.refused(reason: "failed")
