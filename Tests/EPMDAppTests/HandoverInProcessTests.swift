@@ -118,6 +118,54 @@ import Glibc
         gateway.shutdown()
     }
 
+    @Test("descriptors travel in frames of at most 253 (SCM_RIGHTS), each received open and close-on-exec")
+    func descriptorChunks() throws {
+        var pair: [Int32] = [-1, -1]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer {
+            close(pair[0])
+            close(pair[1])
+        }
+        let null = open("/dev/null", O_RDONLY)
+        defer { close(null) }
+        let sent = [Int32](repeating: null, count: 600)
+        let received = Mutex<[Int32]>([])
+        let receiving = pair[1]
+        let reader = try PosixThread(name: "receiver") {
+            var all: [Int32] = []
+            while all.count < 600,
+                let frame = try? HandoverProtocol.receive(on: receiving, descriptorCapacity: 600 - all.count)
+            {
+                all += frame.descriptors
+            }
+            received.withLock { $0 = all }
+        }
+        var offset = 0
+        while offset < sent.count {
+            let chunk = Array(sent[offset..<min(offset + UnixSocket.maxDescriptorsPerMessage, sent.count)])
+            try HandoverProtocol.send(
+                .descriptors,
+                [0, 0, 0, UInt8(chunk.count & 0xFF)],
+                on: pair[0],
+                descriptors: chunk
+            )
+            offset += chunk.count
+        }
+        reader.join()
+        let descriptors = received.withLock { $0 }
+        #expect(descriptors.count == 600)
+        #expect(Set(descriptors).count == 600 && !descriptors.contains(null))
+        for fd in descriptors {
+            #expect(fcntl(fd, F_GETFD) & FD_CLOEXEC != 0)
+            close(fd)
+        }
+        // More than the receiver takes: the surplus is closed and the frame refused.
+        try HandoverProtocol.send(.descriptors, [0, 0, 0, 3], on: pair[0], descriptors: [null, null, null])
+        #expect(throws: HandoverProtocol.FrameError.self) {
+            try HandoverProtocol.receive(on: pair[1], descriptorCapacity: 2)
+        }
+    }
+
     @Test("the default socket path: /run for root, XDG_RUNTIME_DIR, else /tmp per uid; none for port 0 or \"none\"")
     func defaultPaths() {
         #expect(
