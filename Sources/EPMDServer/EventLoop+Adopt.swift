@@ -99,6 +99,10 @@ extension EventLoop {
     /// - Returns: its snapshot, or nil when no such connection is open.
     mutating func export(_ id: ConnectionID) -> EPMDConnectionSnapshot? {
         guard let connection = self.slots.lazy.compactMap({ $0 }).first(where: { $0.id == id }) else { return nil }
+        return self.export(connection)
+    }
+
+    private mutating func export(_ connection: EPMDConnection) -> EPMDConnectionSnapshot {
         if connection.watched { try? self.epoll.delete(connection.fd) }
         self.timed.remove(connection)
         self.registeredByID.removeValue(forKey: connection.id)
@@ -117,10 +121,10 @@ extension EventLoop {
     }
 
     /// Exports every open connection (see `export(_:)`), registrations first.
+    /// One pass over the slots (a hand-over of 19,000 registrations must not search them per connection).
     mutating func exportAll() -> [EPMDConnectionSnapshot] {
-        let ids = self.slots.compactMap { $0 }.sorted { ($0.isRegistered ? 0 : 1) < ($1.isRegistered ? 0 : 1) }.map(
-            \.id
-        )
-        return ids.compactMap { self.export($0) }
+        let open = self.slots.compactMap { $0 }
+        let ordered = open.filter(\.isRegistered) + open.filter { !$0.isRegistered }
+        return ordered.map { self.export($0) }
     }
 }
