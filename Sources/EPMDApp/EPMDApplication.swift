@@ -76,6 +76,8 @@ public enum EPMDApplication {
             // A seccomp filter without setrlimit (systemd's SystemCallFilter=~@resources): LimitNOFILE= rules.
             logger.warning("cannot raise the descriptor limit (\(error)); it stays at \(System.descriptorLimit())")
         }
+        // systemd's fd store: what a restart kept (registrations, the state journal).
+        let stored = FDStore.restoreAtStart(options: options, environment: environment, logger: logger)
         let gateway: Gateway
         do {
             // The waiting `-daemon` parent is released once the sockets are bound, or binding failed.
@@ -86,7 +88,8 @@ public enum EPMDApplication {
                 options: options,
                 environment: environment,
                 logger: logger,
-                handlesSignals: true
+                handlesSignals: true,
+                restoring: stored?.restoration
             )
         } catch .addressInUse(let message) {
             // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
@@ -96,6 +99,7 @@ public enum EPMDApplication {
             logger.error("\(error)")
             return 1
         }
+        FDStore.attach(to: gateway, environment: environment, restored: stored, logger: logger)
         do {
             return try gateway.run().exitStatus
         } catch {
