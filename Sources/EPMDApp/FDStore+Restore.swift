@@ -3,6 +3,7 @@ import EPMDRegistry
 import EPMDServer
 import GatewayMetrics
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -162,7 +163,8 @@ extension FDStore {
     /// is `peer` (any peer when the journal has none).
     private static func isConnectedStream(_ fd: Int32, peer: String) -> Bool {
         guard let kind = Systemd.SocketKind.of(fd) else { return false }
-        guard kind.type == Int32(SOCK_STREAM.rawValue), !kind.listening, kind.family == AF_INET || kind.family == AF_INET6
+        guard kind.type == Int32(SOCK_STREAM.rawValue), !kind.listening,
+            kind.family == AF_INET || kind.family == AF_INET6
         else { return false }
         guard !peer.isEmpty else { return true }
         // A connection whose peer is gone may have no peer address any more (ENOTCONN): the loop
@@ -247,7 +249,8 @@ extension FDStore {
     /// ``restore(sockets:options:logger:send:)`` for the process's own start: under `-systemd` only
     /// (socket activation is what passes the store back); nil otherwise, or when the passed descriptors
     /// are unusable (the gateway's build reports that).
-    public static func restoreAtStart(options: EPMDOptions, environment: [String: String], logger: Logger) -> Restored? {
+    public static func restoreAtStart(options: EPMDOptions, environment: [String: String], logger: Logger) -> Restored?
+    {
         guard options.systemd, let sockets = try? Systemd.activatedSockets(environment: environment) else { return nil }
         return self.restore(
             sockets: sockets,

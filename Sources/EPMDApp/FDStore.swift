@@ -74,6 +74,8 @@ public final class FDStore: Sendable {
         var failures = 0
         var restored = 0
         var probing = false
+        /// The probe running was started because the count reached the limit (not the start's).
+        var probingFull = false
         /// Store names are slots (``Systemd/storeName(slot:)``): freed ones are reused, so names stay short.
         var freeSlots: [Int] = []
         var nextSlot = 0
@@ -99,6 +101,8 @@ public final class FDStore: Sendable {
     private let metrics: FDStoreMetrics?
     private let send: @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool
     private let warnings = LogRateLimiter(reasons: 4, intervalSeconds: 60)
+    /// The last probe's thread (joined before the next one starts: it has ended by then).
+    private let probeThread = Mutex<PosixThread?>(nil)
 
     /// - Parameters:
     ///   - limit: the store's limit if known (`$FDSTORE`, ``limitVariable``).
@@ -231,7 +235,11 @@ public final class FDStore: Sendable {
             self.inner.withLock { $0.journalStored = sent }
             if !sent { self.fail("send", "cannot send the state journal to systemd's fd store") }
         }
-        registry.addChangeObserver { [weak self] event in self?.registryChanged(event, registry: registry) }
+        // The registry keeps the store (its observer holds it) as long as the gateway lives.
+        registry.addChangeObserver { [weak registry] event in
+            guard let registry else { return }
+            self.registryChanged(event, registry: registry)
+        }
         self.publish()
         self.startProbe()
     }
@@ -256,7 +264,10 @@ public final class FDStore: Sendable {
     private func registered(_ node: RegisteredNode, eventID: UInt64, registry: NodeRegistry) {
         let acceptedAt = System.monotonicNanoseconds()
         let peer = (try? System.peerAddress(node.fd).description) ?? ""
-        enum Plan { case store, disabled, full(probe: Bool) }
+        enum Plan {
+            case store, disabled
+            case full(probe: Bool)
+        }
         let (name, journaled, plan) = self.inner.withLock { inner -> (String, Bool, Plan) in
             let name = Systemd.storeName(slot: inner.takeSlot())
             let meta = FDStoreJournal.Meta(fdName: name, acceptedAt: acceptedAt, peer: peer)
@@ -286,7 +297,10 @@ public final class FDStore: Sendable {
         case .full(let probe):
             // Not sent: systemd would drop it silently (or, past ``maximumStored``, its names would not
             // fit the restart's environment). The probe checks the limit we were told.
-            self.fail("full", "systemd's fd store is full (limit \(self.status.limit ?? 0)): new registrations are not kept")
+            self.fail(
+                "full",
+                "systemd's fd store is full (limit \(self.status.limit ?? 0)): new registrations are not kept"
+            )
             if probe { self.startProbe() }
         case .store:
             if self.send("FDSTORE=1\nFDNAME=\(name)", [node.fd]) {
@@ -380,15 +394,19 @@ public final class FDStore: Sendable {
         let start = self.inner.withLock { inner -> Bool in
             guard !inner.probing else { return false }
             inner.probing = true
+            inner.probingFull = inner.condition == .full
             return true
         }
         guard start else { return }
         let send = self.send
         do {
-            _ = try PosixThread(name: "fdstore-probe") { [weak self] in
+            let previous = self.probeThread.withLock { $0 }
+            previous?.join()
+            let thread = try PosixThread(name: "fdstore-probe") { [weak self] in
                 let outcome = Self.probe(send: send, timeout: Self.probeTimeout)
                 self?.probed(outcome)
             }
+            self.probeThread.withLock { $0 = thread }
         } catch {
             self.inner.withLock { $0.probing = false }
             self.logger.warning("fd store: cannot start the probe: \(error)")
@@ -421,7 +439,8 @@ public final class FDStore: Sendable {
         System.close(pair[0])
         guard sent else { return .unknown("the probe could not be sent") }
         var barrier: [Int32] = [-1, -1]
-        guard pipe2(&barrier, O_CLOEXEC) == 0 else { return .unknown("pipe2: errno \(errno)") }
+        guard pipe(&barrier) == 0 else { return .unknown("pipe: errno \(errno)") }
+        for fd in barrier { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         defer { System.close(barrier[0]) }
         let barrierSent = send("BARRIER=1", [barrier[1]])
         System.close(barrier[1])
@@ -450,7 +469,8 @@ public final class FDStore: Sendable {
                 }
                 inner.condition = .enabled
             case .dropped:
-                inner.condition = before == .full ? .full : .disabled
+                // A probe of a full store: still full, or room was made meanwhile (then it stays enabled).
+                if !inner.probingFull { inner.condition = .disabled }
                 if inner.condition == .disabled {
                     // systemd closed whatever it was sent: nothing is stored.
                     inner.stored.removeAll()
@@ -462,6 +482,8 @@ public final class FDStore: Sendable {
             return (before, inner.condition, inner.limit)
         }
         switch (outcome, after) {
+        case (.stored, _) where before == .enabled:
+            break
         case (.stored, _):
             if before == .full {
                 self.logger.notice("fd store: the probe was kept beyond the limit; the limit is higher than told")
@@ -476,7 +498,7 @@ public final class FDStore: Sendable {
                 "systemd's fd store is disabled (FileDescriptorStoreMax=0?): a restart loses every registration"
             )
         case (.dropped, _):
-            self.fail("full", "systemd's fd store is full: new registrations are not kept")
+            self.logger.warning("fd store: the probe confirms the store is full")
         case (.unknown(let why), _):
             self.logger.warning("fd store: the probe got no answer (\(why)); assumed enabled")
         }

@@ -46,11 +46,18 @@ public struct MemoryFile: Sendable {
     public func write(_ bytes: [UInt8], at offset: Int) throws(SystemError) {
         var written = 0
         while written < bytes.count {
-            let count = try bytes.withUnsafeBytes { raw throws(SystemError) in
-                try System.syscall("pwrite", foreignDescriptor: true) {
-                    pwrite(self.descriptor, raw.baseAddress.map { $0 + written }, raw.count - written, off_t(offset + written))
+            let count = try bytes.withUnsafeBytes { raw in
+                Result { () throws(SystemError) in
+                    try System.syscall("pwrite", foreignDescriptor: true) {
+                        pwrite(
+                            self.descriptor,
+                            raw.baseAddress.map { $0 + written },
+                            raw.count - written,
+                            off_t(offset + written)
+                        )
+                    }
                 }
-            }
+            }.get()
             guard count > 0 else { throw SystemError("pwrite", errno: EIO) }
             written += count
         }
@@ -63,11 +70,13 @@ public struct MemoryFile: Sendable {
         var buffer = [UInt8](repeating: 0, count: count)
         var total = 0
         while total < count {
-            let got = try buffer.withUnsafeMutableBytes { raw throws(SystemError) in
-                try System.syscall("pread", foreignDescriptor: true) {
-                    pread(self.descriptor, raw.baseAddress.map { $0 + total }, count - total, off_t(offset + total))
+            let got = try buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in
+                    try System.syscall("pread", foreignDescriptor: true) {
+                        pread(self.descriptor, raw.baseAddress.map { $0 + total }, count - total, off_t(offset + total))
+                    }
                 }
-            }
+            }.get()
             if got == 0 { break }
             total += got
         }

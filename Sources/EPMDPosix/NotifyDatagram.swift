@@ -86,28 +86,33 @@ public enum NotifyDatagram {
     /// - Returns: the bytes and descriptors, or nil when none was waiting.
     /// - Throws: `SystemError` from `recvmsg`.
     @inline(never)
-    public static func receive(on fd: Int32, waits: Bool = false) throws(SystemError) -> (
+    public static func receive(
+        on fd: Int32,
+        waits: Bool = false
+    ) throws(SystemError) -> (
         bytes: [UInt8], descriptors: [Int32]
     )? {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         var descriptors = [Int32](repeating: -1, count: self.maximumDescriptors)
         var count: Int32 = 0
         let flags = waits ? 0 : Int32(MSG_DONTWAIT)
-        let received = try buffer.withUnsafeMutableBytes { raw throws(SystemError) in
-            try descriptors.withUnsafeMutableBufferPointer { passed throws(SystemError) in
-                try System.nonBlockingSyscall("recvmsg") {
-                    cepmd_receive_with_descriptors(
-                        fd,
-                        raw.baseAddress,
-                        raw.count,
-                        passed.baseAddress,
-                        Int32(passed.count),
-                        &count,
-                        flags
-                    )
+        let received = try buffer.withUnsafeMutableBytes { raw in
+            descriptors.withUnsafeMutableBufferPointer { passed in
+                Result { () throws(SystemError) in
+                    try System.nonBlockingSyscall("recvmsg") {
+                        cepmd_receive_with_descriptors(
+                            fd,
+                            raw.baseAddress,
+                            raw.count,
+                            passed.baseAddress,
+                            Int32(passed.count),
+                            &count,
+                            flags
+                        )
+                    }
                 }
             }
-        }
+        }.get()
         guard let received else { return nil }
         return (Array(buffer.prefix(received)), Array(descriptors.prefix(Int(count))))
     }

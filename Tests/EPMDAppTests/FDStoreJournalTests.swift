@@ -90,18 +90,30 @@ import Glibc
         #expect(contents.meta == journaled.meta.withLock { $0 })
     }
 
-    @Test("registrations, unregistrations (closed, STOP) and re-registrations replay to the same table, creations included")
+    @Test(
+        "registrations, unregistrations (closed, STOP) and re-registrations replay to the same table, creations included"
+    )
     func replay() throws {
         let journaled = try Journaled(compacting: false)
         let registry = journaled.registry
         for index in 0..<40 {
-            _ = registry.register(Self.request("node\(index)"), connection: ConnectionID(UInt64(index + 1)), fd: 10, peer: "127.0.0.1")
+            _ = registry.register(
+                Self.request("node\(index)"),
+                connection: ConnectionID(UInt64(index + 1)),
+                fd: 10,
+                peer: "127.0.0.1"
+            )
         }
         for index in stride(from: 0, to: 40, by: 3) { registry.unregister(connection: ConnectionID(UInt64(index + 1))) }
         registry.unregister(name: Array("node1".utf8))
         // Names back: their creation is bumped from the unregistered record.
         for index in stride(from: 0, to: 12, by: 3) {
-            _ = registry.register(Self.request("node\(index)"), connection: ConnectionID(UInt64(100 + index)), fd: 11, peer: "::1")
+            _ = registry.register(
+                Self.request("node\(index)"),
+                connection: ConnectionID(UInt64(100 + index)),
+                fd: 11,
+                peer: "::1"
+            )
         }
         let (_, contents) = try FDStoreJournal.open(journaled.file)
         #expect(contents.damage == nil)
@@ -109,14 +121,21 @@ import Glibc
         Self.expectSame(contents, journaled)
     }
 
-    @Test("thousands of changes: compactions keep the records below twice the image and the memory bounded; the state reads back")
+    @Test(
+        "thousands of changes: compactions keep the records below twice the image and the memory bounded; the state reads back"
+    )
     func compaction() throws {
         let journaled = try Journaled()
         let registry = journaled.registry
         var connection: UInt64 = 0
         for round in 0..<3000 {
             connection += 1
-            _ = registry.register(Self.request("n\(round % 200)"), connection: ConnectionID(connection), fd: 9, peer: "127.0.0.1")
+            _ = registry.register(
+                Self.request("n\(round % 200)"),
+                connection: ConnectionID(connection),
+                fd: 9,
+                peer: "127.0.0.1"
+            )
             if round % 200 >= 100 {
                 // Half the names come and go: the table stays ~100 live nodes.
                 registry.unregister(name: Array("n\(round % 200)".utf8))
@@ -135,41 +154,60 @@ import Glibc
         #expect(journaled.written.load(ordering: .relaxed) < 3000 * 300)
     }
 
-    @Test("a damaged or cut tail is cut at the last whole record and reported; the next record overwrites it")
+    @Test(
+        "a damaged or cut tail is cut at the last whole record and reported; the next record goes after the last whole one"
+    )
     func damagedTail() throws {
-        let journaled = try Journaled(compacting: false)
-        let registry = journaled.registry
-        for index in 0..<5 {
-            _ = registry.register(Self.request("a\(index)"), connection: ConnectionID(UInt64(index + 1)), fd: 9, peer: "127.0.0.1")
+        func journaled() throws -> Journaled {
+            let journaled = try Journaled(compacting: false)
+            for index in 0..<5 {
+                _ = journaled.registry.register(
+                    Self.request("a\(index)"),
+                    connection: ConnectionID(UInt64(index + 1)),
+                    fd: 9,
+                    peer: "127.0.0.1"
+                )
+            }
+            return journaled
         }
-        let file = journaled.file
-        let size = try file.size()
         // The last record's last byte changes: its checksum fails.
-        let last = try file.read(count: 1, at: size - 1)
-        try file.write([last[0] ^ 0xFF], at: size - 1)
-        var (journal, contents) = try FDStoreJournal.open(file)
+        let flipped = try journaled().file
+        let size = try flipped.size()
+        let last = try flipped.read(count: 1, at: size - 1)
+        try flipped.write([last[0] ^ 0xFF], at: size - 1)
+        let (_, damaged) = try FDStoreJournal.open(flipped)
+        #expect(damaged.records == 4)
+        #expect(damaged.damage != nil)
+        #expect(damaged.state.nodes.count == 4)
+        // Cut in the middle of a record (a crash in a write): the same.
+        let cut = try journaled().file
+        try cut.truncate(to: try cut.size() - 3)
+        var (journal, contents) = try FDStoreJournal.open(cut)
         #expect(contents.records == 4)
         #expect(contents.damage != nil)
-        #expect(contents.state.nodes.count == 4)
-        // Cut in the middle of a record: the same.
-        try file.truncate(to: size - 3)
-        (journal, contents) = try FDStoreJournal.open(file)
-        #expect(contents.records == 4)
-        #expect(contents.damage != nil)
-        // Journaling goes on after the last whole record.
-        let node = try #require(registry.lookup(Array("a4".utf8)))
-        try journal.appendUnregistered(eventID: contents.state.generation + 1, connection: ConnectionID(4), reason: .closed, time: node.registeredAt + 1)
-        let (_, again) = try FDStoreJournal.open(file)
-        #expect(again.damage == nil)
-        #expect(again.records == 5)
-        #expect(again.state.nodes.count == 3)
+        // Journaling goes on after the last whole record: nothing of the cut one is read again.
+        try journal.appendUnregistered(
+            eventID: contents.state.generation + 1,
+            connection: ConnectionID(4),
+            reason: .closed,
+            time: 1_800_000_000
+        )
+        (journal, contents) = try FDStoreJournal.open(cut)
+        #expect(contents.damage == nil)
+        #expect(contents.records == 5)
+        #expect(contents.state.nodes.count == 3)
     }
 
     @Test("garbage and corrupted journals never trap: an error or a shorter journal")
     func garbage() throws {
         let journaled = try Journaled(compacting: false)
         for index in 0..<20 {
-            _ = journaled.registry.register(Self.request("g\(index)"), connection: ConnectionID(UInt64(index + 1)), fd: 9, peer: "127.0.0.1")
+            _ = journaled.registry.register(
+                Self.request("g\(index)"),
+                connection: ConnectionID(UInt64(index + 1)),
+                fd: 9,
+                peer: "127.0.0.1"
+            )
         }
         let file = journaled.file
         let original = try file.read(count: try file.size(), at: 0)
@@ -185,7 +223,9 @@ import Glibc
             case 1:
                 bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator)))
             default:
-                bytes = (0..<Int.random(in: 0..<9000, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                bytes = (0..<Int.random(in: 0..<9000, using: &generator)).map { _ in
+                    UInt8.random(in: 0...255, using: &generator)
+                }
                 if round % 2 == 0, bytes.count >= 24 {
                     bytes.replaceSubrange(0..<8, with: FDStoreJournal.magic)
                 }

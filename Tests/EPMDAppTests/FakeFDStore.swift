@@ -1,3 +1,4 @@
+import EPMDApp
 import EPMDPosix
 import Synchronization
 
@@ -101,7 +102,9 @@ final class FakeFDStore: Sendable {
     /// arbitrary order (reversed here), the caller's to close.
     func passBack() -> [Systemd.StoredDescriptor] {
         self.state.withLock { state in
-            state.entries.reversed().map { Systemd.StoredDescriptor(name: $0.name, fd: fcntl($0.fd, F_DUPFD_CLOEXEC, 3)) }
+            state.entries.reversed().map {
+                Systemd.StoredDescriptor(name: $0.name, fd: fcntl($0.fd, F_DUPFD_CLOEXEC, 3))
+            }
         }
     }
 

@@ -144,9 +144,17 @@ struct RestartSystemdTests {
         }
         let after = try await Self.creations(sd)
         for name in [nodes.0.name, nodes.1.name, client.name] {
-            #expect(after[name] != nil && after[name] == before[name], "\(name): \(before) -> \(after)", sourceLocation: sourceLocation)
+            #expect(
+                after[name] != nil && after[name] == before[name],
+                "\(name): \(before) -> \(after)",
+                sourceLocation: sourceLocation
+            )
         }
-        #expect(!client.closedByServer(within: 0), "the raw client's connection was closed", sourceLocation: sourceLocation)
+        #expect(
+            !client.closedByServer(within: 0),
+            "the raw client's connection was closed",
+            sourceLocation: sourceLocation
+        )
         let host = NodeNames.shortHostName
         let ping = try await ErlangNode.eval(
             name: NodeNames.unique("sd_pinger"),
@@ -156,7 +164,11 @@ struct RestartSystemdTests {
                 io:format("~p ~p~n", [net_adm:ping('\(nodes.0.name)@\(host)'), net_adm:ping('\(nodes.1.name)@\(host)')]), halt().
                 """
         )
-        #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "pong pong", "\(ping)", sourceLocation: sourceLocation)
+        #expect(
+            ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "pong pong",
+            "\(ping)",
+            sourceLocation: sourceLocation
+        )
     }
 
     /// The service's journal lines since `cursor`.
@@ -166,7 +178,9 @@ struct RestartSystemdTests {
 
     // MARK: 1. systemctl restart
 
-    @Test("1. systemctl restart under lookup load: nothing lost, no failed lookup, one restarted event, the store enabled")
+    @Test(
+        "1. systemctl restart under lookup load: nothing lost, no failed lookup, one restarted event, the store enabled"
+    )
     func restart() async throws {
         let sd = try Self.fixture()
         try await sd.ensureServing()
@@ -226,7 +240,9 @@ struct RestartSystemdTests {
 
     // MARK: 2. kill -9
 
-    @Test("2. kill -9 of the main PID (Restart=on-failure): nothing lost; lookups in flight at the kill are the only failures")
+    @Test(
+        "2. kill -9 of the main PID (Restart=on-failure): nothing lost; lookups in flight at the kill are the only failures"
+    )
     func crash() async throws {
         let sd = try Self.fixture()
         try await sd.ensureServing()
@@ -270,7 +286,11 @@ struct RestartSystemdTests {
         let sd = try Self.fixture()
         try await sd.ensureServing()
         _ = try await sd.nodes()
-        let node = try await ErlangNode.start(name: NodeNames.unique("sd_mortal"), cookie: sd.cookie, epmdPort: sd.epmdPort)
+        let node = try await ErlangNode.start(
+            name: NodeNames.unique("sd_mortal"),
+            cookie: sd.cookie,
+            epmdPort: sd.epmdPort
+        )
         defer { node.kill() }
         try await node.waitUntilRegistered(epmdPort: sd.epmdPort)
         _ = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) { try await Self.stored(sd) == 4 }
@@ -300,7 +320,9 @@ struct RestartSystemdTests {
         let dropIn = "/etc/systemd/system/epmd-gateway.service.d/60-test-no-store.conf"
         try container.write("[Service]\nFileDescriptorStoreMax=0\n", to: dropIn)
         do {
-            try await container.check("systemctl daemon-reload && systemctl stop \(Self.service) && systemctl start \(Self.service)")
+            try await container.check(
+                "systemctl daemon-reload && systemctl stop \(Self.service) && systemctl start \(Self.service)"
+            )
             _ = try await sd.nodes()
             let client = try RawClient(prefix: "sd_nostore", epmdPort: sd.epmdPort)
             var readiness = ""
@@ -325,12 +347,16 @@ struct RestartSystemdTests {
             throw error
         }
         container.remove(dropIn)
-        try await container.check("systemctl daemon-reload && systemctl stop \(Self.service) && systemctl start \(Self.service)")
+        try await container.check(
+            "systemctl daemon-reload && systemctl stop \(Self.service) && systemctl start \(Self.service)"
+        )
     }
 
     // MARK: 5. stop + start
 
-    @Test("5. systemctl stop then start releases the store in systemd 252: the raw client is gone, the OTP nodes come back")
+    @Test(
+        "5. systemctl stop then start releases the store in systemd 252: the raw client is gone, the OTP nodes come back"
+    )
     func stopStart() async throws {
         let sd = try Self.fixture()
         try await sd.ensureServing()
