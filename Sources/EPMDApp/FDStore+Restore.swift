@@ -30,6 +30,9 @@ extension FDStore {
         public var withoutRecord: Int
         /// Why the journal's tail was cut, if it was.
         public var damage: String?
+        /// The store's `state` entries were removed (several, or unreadable): the journal kept, if any,
+        /// must be stored again.
+        public var journalRemoved = false
 
         /// Counts them in `metrics`.
         public func count(in metrics: FDStoreMetrics) {
@@ -98,6 +101,10 @@ extension FDStore {
                 System.close(fd)
             }
         }
+        if journalFiles.count > 1 || (journal == nil && !journalFiles.isEmpty) {
+            // Only all of a name can be removed: every `state` goes, the one kept is stored again at start.
+            removals.insert(Systemd.stateDescriptorName)
+        }
         if let damage = contents?.damage {
             logger.warning("fd store: the state journal's tail was cut (\(damage)); the records before it are kept")
         }
@@ -109,7 +116,8 @@ extension FDStore {
             restoredCount: 0,
             withoutDescriptor: 0,
             withoutRecord: 0,
-            damage: contents?.damage
+            damage: contents?.damage,
+            journalRemoved: removals.contains(Systemd.stateDescriptorName)
         )
         if var contents {
             let now = NodeRegistry.systemClock()

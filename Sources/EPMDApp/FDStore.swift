@@ -212,6 +212,8 @@ public final class FDStore: Sendable {
             if var continued = journal {
                 try continued.compact(state: state, meta: meta)
                 journal = continued
+                // A hand-over's journal is in the store already; a restored one unless it was removed.
+                if restored?.journalRemoved == true { newJournal = continued.file }
             } else {
                 let file = try MemoryFile.create(name: "epmd-gateway-state")
                 journal = try FDStoreJournal.create(in: file, state: state, meta: meta)
