@@ -54,6 +54,12 @@ static inline uint16_t cmhd_bound_port(struct MHD_Daemon *daemon) {
     return info != NULL ? info->port : 0;
 }
 
+/// MHD_get_daemon_info (variadic): the listening socket (-1 if none), for a hand-over to pass on.
+static inline int cmhd_listen_fd(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    return info != NULL ? (int)info->listen_fd : -1;
+}
+
 /// MHD_get_connection_info (variadic): the connection's socket (-1 if unknown). The event streams
 /// poll the sockets of suspended connections for a peer that hung up, which libmicrohttpd does not
 /// watch while a connection is suspended.

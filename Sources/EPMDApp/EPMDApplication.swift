@@ -1,5 +1,6 @@
 import EPMDLogging
 import EPMDPosix
+import EPMDRegistry
 import Logging
 
 /// The program's entry: parse the command line, then print usage, help or the version, run a client
@@ -60,6 +61,33 @@ public enum EPMDApplication {
         return Logger(label: "epmd")
     }
 
+    /// `--takeover`: receives everything from the running gateway on the hand-over socket.
+    private static func takeOver(
+        _ options: EPMDOptions,
+        environment: inout [String: String],
+        logger: Logger
+    ) -> Result<(client: HandoverClient, restoration: Restoration), HandoverError> {
+        let port = options.socketPort
+        guard let path = HandoverService.path(for: options, port: port, environment: environment) else {
+            return .failure(HandoverError("--takeover needs a hand-over socket: give --handover-socket PATH"))
+        }
+        do throws(HandoverError) {
+            let client = try HandoverClient.connect(path: path)
+            let (restoration, predecessor) = try client.receive()
+            // Started by SIGUSR2 under systemd: the predecessor was the process systemd started, and
+            // this one speaks for the service from now on (it becomes MAINPID).
+            if environment["SYSTEMD_EXEC_PID"].flatMap({ Int32($0) }) == predecessor {
+                environment["SYSTEMD_EXEC_PID"] = String(ProcessControl.processID)
+            }
+            logger.notice(
+                "taking over from PID \(predecessor): \(restoration.registry.nodes.count) registrations, \(restoration.connections.count) connections"
+            )
+            return .success((client, restoration))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Builds and runs the gateway in this process until KILL or a signal.
     /// - Parameters:
     ///   - options: the parsed command line (`.serve`).
@@ -76,8 +104,21 @@ public enum EPMDApplication {
             // A seccomp filter without setrlimit (systemd's SystemCallFilter=~@resources): LimitNOFILE= rules.
             logger.warning("cannot raise the descriptor limit (\(error)); it stays at \(System.descriptorLimit())")
         }
-        // systemd's fd store: what a restart kept (registrations, the state journal).
-        let stored = FDStore.restoreAtStart(options: options, environment: environment, logger: logger)
+        var environment = environment
+        var takeover: (client: HandoverClient, restoration: Restoration)?
+        if options.takeover {
+            switch self.takeOver(options, environment: &environment, logger: logger) {
+            case .success(let received): takeover = received
+            case .failure(let error):
+                logger.error("\(error)")
+                if Daemon.isChild(options, environment: environment) { Daemon.reportReady(environment: environment) }
+                return 1
+            }
+        }
+        // systemd's fd store: what a restart kept (registrations, the state journal); a hand-over
+        // passes everything itself.
+        let stored =
+            takeover == nil ? FDStore.restoreAtStart(options: options, environment: environment, logger: logger) : nil
         let gateway: Gateway
         do {
             // The waiting `-daemon` parent is released once the sockets are bound, or binding failed.
@@ -89,19 +130,35 @@ public enum EPMDApplication {
                 environment: environment,
                 logger: logger,
                 handlesSignals: true,
-                restoring: stored?.restoration
+                restoring: takeover?.restoration ?? stored?.restoration
             )
-        } catch .addressInUse(let message) {
+        } catch .addressInUse(let message) where takeover == nil {
             // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
             logger.info("\(message)")
             return 0
         } catch {
+            takeover?.client.refuse("the successor cannot start: \(error)")
             logger.error("\(error)")
             return 1
         }
-        FDStore.attach(to: gateway, environment: environment, restored: stored, logger: logger)
+        FDStore.attach(
+            to: gateway,
+            environment: environment,
+            restored: stored,
+            adoptingJournal: takeover?.restoration.stateJournal,
+            logger: logger
+        )
         do {
-            return try gateway.run().exitStatus
+            guard let client = takeover?.client else { return try gateway.run().exitStatus }
+            return try gateway.run {
+                // Both fronts serve: the predecessor may let go now.
+                guard client.acknowledge() else {
+                    // It timed out and serves on with every socket: leave them all to it, at once.
+                    logger.critical("the predecessor did not confirm the hand-over: exiting, it serves on")
+                    ProcessControl.exitImmediately(1)
+                }
+                logger.notice("took over from the running gateway at \(client.path)")
+            }.exitStatus
         } catch {
             logger.error("\(error)")
             return 1

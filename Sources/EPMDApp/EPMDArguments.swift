@@ -71,6 +71,9 @@ public enum EPMDArguments {
             case "--names-local-only":
                 options.namesLocalOnly = true
                 index += 1
+            case "--takeover", "-takeover":
+                options.takeover = true
+                index += 1
             case let argument where argument.hasPrefix("--"):
                 // `--name value` or `--name=value`.
                 let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
@@ -158,6 +161,11 @@ public enum EPMDArguments {
         "--admin-token-file": LongOption(environment: "EPMD_GATEWAY_ADMIN_TOKEN_FILE") { value, options in
             options.adminTokenFile = value
             return !value.isEmpty
+        },
+        "--handover-socket": LongOption(environment: "EPMD_GATEWAY_HANDOVER_SOCKET") { value, options in
+            guard !value.isEmpty else { return false }
+            options.handoverSocket = value
+            return true
         },
         "--shutdown-grace": LongOption(environment: "EPMD_GATEWAY_SHUTDOWN_GRACE") { value, options in
             guard let seconds = Int(value), (0...3600).contains(seconds) else { return false }
@@ -321,6 +329,15 @@ public enum EPMDArguments {
             --names-local-only  Answer NAMES only to local peers, as ALIVE2, DUMP, KILL and
                                 STOP are; lookups by name stay open to every peer
                                 (EPMD_GATEWAY_NAMES_LOCAL_ONLY, any value; default off).
+            --takeover          Take over from the gateway running on the same port: its
+                                sockets, registrations and registry, with no gap (-takeover
+                                too). SIGUSR2 to a running gateway does the same with its
+                                own binary.
+            --handover-socket PATH
+                                The hand-over Unix socket (EPMD_GATEWAY_HANDOVER_SOCKET;
+                                default /run/epmd-gateway/handover-PORT.sock as root, else
+                                under $XDG_RUNTIME_DIR or /tmp/epmd-gateway-UID; "none":
+                                no hand-over).
             --help              Print this text on stdout and exit 0.
             --version           Print the version and exit 0.
 

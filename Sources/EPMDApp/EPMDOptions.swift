@@ -65,6 +65,14 @@ public struct EPMDOptions: Equatable, Sendable {
     /// bearer token in this file (readable by its owner only).
     public var adminTokenFile: String?
 
+    /// `--takeover` (or `-takeover`): take everything over from the gateway that serves the
+    /// hand-over socket, instead of binding.
+    public var takeover = false
+    /// `--handover-socket` / `EPMD_GATEWAY_HANDOVER_SOCKET`: the hand-over Unix socket; nil: the
+    /// default for the port (``HandoverService/defaultPath(port:userID:environment:)``); `none`: no
+    /// hand-over socket.
+    public var handoverSocket: String?
+
     /// The HTTP port used unless configured: the epmd port plus one, easy to remember.
     public static let defaultHTTPPort: UInt16 = 4370
 

@@ -242,6 +242,8 @@ extension FDStore {
         )
         store.start(registry: gateway.registry, restored: restored, adoptingJournal: adoptingJournal)
         gateway.addReadinessDetail { [weak store] in store?.readinessLine() }
+        // A hand-over passes the journal on (`state-journal`): the successor journals in the same file.
+        gateway.provideStateJournal { [weak store] in store?.journalDescriptor }
         return store
     }
 }

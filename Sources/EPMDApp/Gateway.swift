@@ -8,7 +8,7 @@ import Logging
 import Synchronization
 
 /// The gateway as one value with a lifecycle: the registry, the metrics, the epmd port and the HTTP
-/// front, built from options by ``build(options:environment:logger:handlesSignals:)`` and run once
+/// front, built from options by ``build(options:environment:logger:handlesSignals:restoring:)`` and run once
 /// by ``run()``.
 ///
 /// Its state goes `starting` (built: the epmd sockets are bound, nothing is served), `running`,
@@ -38,11 +38,13 @@ public final class Gateway: Sendable {
         case shutdown
         /// The event loop could not run.
         case failed(String)
+        /// A successor process (this PID) took everything over (exit 0).
+        case handedOver(Int32)
 
         /// The process exit status: 0, except 1 when the loop failed.
         public var exitStatus: Int32 {
             switch self {
-            case .killed, .shutdown: 0
+            case .killed, .shutdown, .handedOver: 0
             case .failed: 1
             }
         }
@@ -52,6 +54,7 @@ public final class Gateway: Sendable {
             case .killed: "killed"
             case .shutdown: "shutdown"
             case .failed(let message): "failed: \(message)"
+            case .handedOver(let pid): "handed over to PID \(pid)"
             }
         }
     }
@@ -78,8 +81,16 @@ public final class Gateway: Sendable {
     private let security: HTTPSecurity
     /// systemd's socket named `http`, for the HTTP front (which then binds nothing itself).
     private let httpSocket: Int32?
+    /// Where `httpSocket` came from, for the log: systemd, or the predecessor of a hand-over.
+    private let httpSocketOrigin: String
     /// The messages to systemd (`NOTIFY_SOCKET`), nil when nobody listens.
     private let notifier: SystemdNotifier?
+    /// The hand-over socket's service (nil: no hand-over).
+    private let handover: HandoverService?
+    /// The epmd loop's hooks: systemd's notifier, and `run(whenServing:)`'s callback.
+    private let hooks: GatewayLoopHooks
+    /// Connections taken over from the previous process (a restoration), adopted when the loop starts.
+    private let adoptions: Mutex<[EPMDConnectionSnapshot]>
 
     private init(
         options: EPMDOptions,
@@ -92,7 +103,11 @@ public final class Gateway: Sendable {
         wake: WakeEvent,
         security: HTTPSecurity,
         httpSocket: Int32?,
-        notifier: SystemdNotifier?
+        httpSocketOrigin: String,
+        notifier: SystemdNotifier?,
+        adoptions: [EPMDConnectionSnapshot],
+        handover: HandoverService?,
+        hooks: GatewayLoopHooks
     ) {
         self.options = options
         self.descriptorBudget = descriptorBudget
@@ -104,7 +119,11 @@ public final class Gateway: Sendable {
         self.wake = wake
         self.security = security
         self.httpSocket = httpSocket
+        self.httpSocketOrigin = httpSocketOrigin
         self.notifier = notifier
+        self.adoptions = Mutex(adoptions)
+        self.handover = handover
+        self.hooks = hooks
         self.lifecycle = Lifecycle(logger: logger)
     }
 
@@ -141,14 +160,18 @@ public final class Gateway: Sendable {
     /// own thread). Works once.
     /// - Returns: why it stopped; the gateway is `stopped` by then.
     /// - Throws: `GatewayError.alreadyRun` on a second call, or after `shutdown()` stopped it first.
-    public func run() throws(GatewayError) -> StopReason {
+    /// - Parameter whenServing: called once on the loop thread when both fronts serve (after the HTTP
+    ///   front started and the loop adopted what it took over, before its first wait): a successor
+    ///   acknowledges its hand-over there.
+    public func run(whenServing: (@Sendable () -> Void)? = nil) throws(GatewayError) -> StopReason {
         guard self.lifecycle.claimRun() else { throw .alreadyRun }
+        if let whenServing { self.hooks.whenServing(whenServing) }
         let isDaemon = Daemon.isChild(self.options, environment: self.environment)
         self.logger.info("epmd running - daemon = \(isDaemon ? 1 : 0)")
         if self.options.httpEnabled {
             self.startHTTPFront()
         } else if let fd = self.httpSocket {
-            self.logger.info("HTTP front disabled: systemd's socket named \"http\" (\(fd)) is closed")
+            self.logger.info("HTTP front disabled: \(self.httpSocketOrigin) (\(fd)) is closed")
             System.close(fd)
         }
         // READY=1 goes when the loop starts (the notifier is one of its hooks), after the HTTP front.
@@ -159,11 +182,23 @@ public final class Gateway: Sendable {
 
         // A signal (drained in the loop already) or KILL: the gateway drains from here on.
         self.lifecycle.transition(from: .running, to: .draining)
-        self.http.withLock { http in
-            http?.stop()
-            http = nil
+        if case .handedOver(let pid) = reason {
+            // The successor serves on the same HTTP socket: stop accepting, finish what is in
+            // flight, and close our copy only. The successor speaks to systemd now.
+            self.http.withLock { http in
+                http?.stop(handingOver: true)
+                http = nil
+            }
+            self.handover?.close()
+            self.logger.notice("handed over to PID \(pid)")
+        } else {
+            self.http.withLock { http in
+                http?.stop()
+                http = nil
+            }
+            self.handover?.close()
+            self.notifier?.exited(status: reason.exitStatus)
         }
-        self.notifier?.exited(status: reason.exitStatus)
         self.lifecycle.transition(from: .draining, to: .stopped)
         return reason
     }
@@ -188,13 +223,18 @@ public final class Gateway: Sendable {
         let outcome = Mutex<StopReason?>(nil)
         let thread: PosixThread
         do {
+            let adoptions = self.takeAdoptions()
             thread = try PosixThread(name: "epmd-loop", stackSize: 1 << 20) {
-                [server = self.server, logger = self.logger, wake = self.wake] in
+                [server = self.server, logger = self.logger, wake = self.wake, handover = self.handover] in
                 let reason: StopReason
                 do {
-                    let exit = try server.run()
+                    let exit = try server.run(adopting: adoptions)
                     logger.info("loop ended: \(exit)")
-                    reason = exit == .killed ? .killed : .shutdown
+                    switch exit {
+                    case .killed: reason = .killed
+                    case .shutdown: reason = .shutdown
+                    case .handedOver: reason = .handedOver(handover?.successor ?? 0)
+                    }
                 } catch {
                     logger.error("event loop failed: \(error)")
                     reason = .failed("\(error)")
@@ -218,10 +258,20 @@ public final class Gateway: Sendable {
         return loopEnded() ?? .shutdown
     }
 
-    /// The loop never ran: let it close the listeners at once.
+    /// The loop never ran: let it close the listeners (and the connections taken over) at once.
     private func closeUnrun() {
+        for snapshot in self.takeAdoptions() { System.close(snapshot.fd) }
+        self.handover?.close()
         self.server.shutdown()
         _ = try? self.server.run()
+    }
+
+    /// The connections to adopt, once (the loop takes them, or `closeUnrun` closes them).
+    private func takeAdoptions() -> [EPMDConnectionSnapshot] {
+        self.adoptions.withLock { adoptions in
+            defer { adoptions = [] }
+            return adoptions
+        }
     }
 
     /// Starts the HTTP/JSON front. Drop-in use never breaks because of it: when its port is taken (several
@@ -240,7 +290,7 @@ public final class Gateway: Sendable {
         )
         if let fd = self.httpSocket {
             self.logger.info(
-                "HTTP front on systemd's socket named \"http\" (\(fd)): --http-address and --http-port are ignored"
+                "HTTP front on \(self.httpSocketOrigin) (\(fd)): --http-address and --http-port are ignored"
             )
         }
         let configuration = MicroHTTPDServer.Configuration(
@@ -275,6 +325,7 @@ public final class Gateway: Sendable {
             )
             try http.start()
             registry.addChangeObserver { [weak http] in http?.generationChanged($0.id) }
+            self.handover?.provideHTTPListener { [weak http] in http?.listenDescriptor }
             metrics.http.readEventWatchers { [weak http] in http?.eventWatchers ?? 0 }
             metrics.http.connections.readOpen { [weak http] in http?.connectionStatistics.open ?? 0 }
             metrics.http.httpFrontStarted(true)
@@ -286,6 +337,44 @@ public final class Gateway: Sendable {
             metrics.http.httpFrontStarted(false)
         }
     }
+}
+
+// MARK: - Hand-over
+
+extension Gateway {
+    /// The hand-over socket's path (nil: none).
+    public var handoverPath: String? { self.handover?.path }
+
+    /// Gives the hand-over the fd store's state journal (a memfd): passed to a successor as
+    /// `state-journal` (``Restoration/stateJournal`` there). Call before ``run(whenServing:)``.
+    public func provideStateJournal(_ descriptor: @escaping @Sendable () -> Int32?) {
+        self.handover?.provideStateJournal(descriptor)
+    }
+}
+
+/// The epmd loop's hooks: systemd's notifier (when there is one), and a callback when the loop serves.
+final class GatewayLoopHooks: EPMDLoopHooks {
+    private let notifier: SystemdNotifier?
+    private let serving = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init(notifier: SystemdNotifier?) { self.notifier = notifier }
+
+    func whenServing(_ callback: @escaping @Sendable () -> Void) { self.serving.withLock { $0 = callback } }
+
+    func loopStarted() {
+        self.notifier?.loopStarted()
+        let callback = self.serving.withLock { serving in
+            defer { serving = nil }
+            return serving
+        }
+        callback?()
+    }
+
+    func nextDeadline() -> UInt64? { self.notifier?.nextDeadline() }
+
+    func timerFired(now: UInt64) { self.notifier?.timerFired(now: now) }
+
+    func drainBegan(graceSeconds: Int) { self.notifier?.drainBegan(graceSeconds: graceSeconds) }
 }
 
 // MARK: - Admin
@@ -318,6 +407,10 @@ extension Gateway {
     ///   - logger: where the gateway and its modules log.
     ///   - handlesSignals: the epmd loop takes SIGTERM/SIGINT through a signalfd; the caller must have
     ///     blocked them in every thread first (`ProcessControl.blockTerminationSignals()`).
+    ///   - restoring: what a previous process left (a hand-over, or systemd's fd store): its registry
+    ///     replaces a fresh one (and ONE `restarted` event is recorded), its listeners replace binding
+    ///     (when given), and `run()` adopts its connections. The gateway owns every descriptor in it
+    ///     from here on, also when this throws.
     /// - Returns: the gateway, `starting`.
     /// - Throws: `GatewayError.addressInUse` when another epmd has the port (exit 0: `erl` relies on
     ///   it), `GatewayError.cannotStart` otherwise.
@@ -325,12 +418,24 @@ extension Gateway {
         options: EPMDOptions,
         environment: [String: String],
         logger: Logger,
-        handlesSignals: Bool = false
+        handlesSignals: Bool = false,
+        restoring restoration: Restoration? = nil
     ) throws(GatewayError) -> Gateway {
+        var built = false
+        defer { if !built, let restoration { restoration.closeDescriptors() } }
         let budget = try self.descriptorBudget(options, logger: logger)
         // The HTTP front's files first: a wrong one is reported even when another epmd has the port.
         let security = try HTTPSecurity.load(options)
-        let (listeners, httpSocket) = try self.listeners(options, environment: environment, logger: logger)
+        let listeners: EPMDServerConfiguration.Listeners
+        let httpSocket: Int32?
+        if let restoration, let epmd = restoration.epmdListeners {
+            listeners = .inherited(epmd)
+            httpSocket = restoration.httpListener
+        } else {
+            let planned = try self.listeners(options, environment: environment, logger: logger)
+            listeners = planned.0
+            httpSocket = restoration?.httpListener ?? planned.http
+        }
         let configuration = EPMDServerConfiguration(
             port: options.socketPort,
             listeners: listeners,
@@ -347,12 +452,14 @@ extension Gateway {
             maxConnections: budget.epmd,
             connectionsPerAddress: options.connectionsPerAddress
         )
-        let registry = NodeRegistry(
-            historyLimit: configuration.historyLimit,
-            eventCapacity: options.eventBuffer,
-            flapWindow: Double(options.flapWindow),
-            initialGeneration: NodeRegistry.runGeneration()
-        )
+        let registry =
+            restoration.map { NodeRegistry(restoring: $0.registry) }
+            ?? NodeRegistry(
+                historyLimit: configuration.historyLimit,
+                eventCapacity: options.eventBuffer,
+                flapWindow: Double(options.flapWindow),
+                initialGeneration: NodeRegistry.runGeneration()
+            )
         let metrics = GatewayMetrics(
             build: BuildInfo(version: EPMDApplication.version, libmicrohttpdVersion: MicroHTTPDServer.libraryVersion),
             httpRoutes: HTTPRoute.allCases.map(\.label),
@@ -370,6 +477,17 @@ extension Gateway {
             epmd: budget.epmd,
             http: budget.http
         )
+        let hooks = GatewayLoopHooks(notifier: notifier)
+        let handover =
+            options.handoverSocket == "none" && restoration?.handoverListener == nil
+            ? nil
+            : HandoverService(
+                registry: registry,
+                metrics: metrics,
+                environment: environment,
+                notifies: notifier != nil,
+                logger: logger
+            )
         let server: EPMDServer
         do {
             server = try EPMDServer(
@@ -377,7 +495,8 @@ extension Gateway {
                 registry: registry,
                 logger: logger,
                 instruments: metrics.loop,
-                hooks: notifier
+                hooks: hooks,
+                handover: handover
             )
         } catch let error as ListenerError {
             if case .addressInUse = error { throw .addressInUse(error.description) }
@@ -391,7 +510,22 @@ extension Gateway {
         } catch {
             throw .cannotStart("cannot start: \(error)")
         }
+        // Only now that the epmd port is ours: a gateway that finds it taken never touches the
+        // running one's hand-over socket.
+        handover?.open(
+            path: HandoverService.path(for: options, port: server.boundPort, environment: environment),
+            inherited: restoration?.handoverListener
+        )
+        if let restoration {
+            // Once the observers are in: metrics count the restart, never the restored nodes.
+            let event = registry.recordRestart(method: restoration.method)
+            logger.notice(
+                "restored \(registry.count) registrations and \(restoration.connections.count) connections (\(restoration.method.rawValue))",
+                metadata: ["registry.generation": "\(event.id)"]
+            )
+        }
         logger.debug("gateway built", metadata: ["epmd.port": "\(server.boundPort)"])
+        built = true
         return Gateway(
             options: options,
             environment: environment,
@@ -403,7 +537,12 @@ extension Gateway {
             wake: wake,
             security: security,
             httpSocket: httpSocket,
-            notifier: notifier
+            httpSocketOrigin: restoration?.httpListener != nil
+                ? "the HTTP socket handed over" : "systemd's socket named \"http\"",
+            notifier: notifier,
+            adoptions: restoration?.connections ?? [],
+            handover: handover,
+            hooks: hooks
         )
     }
 
@@ -452,6 +591,48 @@ extension Gateway {
             metadata: ["epmd": "\(sockets.epmd)", "http": "\(sockets.http.map(String.init) ?? "none")"]
         )
         return (.inherited(sockets.epmd), sockets.http)
+    }
+}
+
+/// What a previous process left for the next one to serve on: a hand-over (`--takeover`, SIGUSR2) or
+/// systemd's fd store. Given to ``Gateway/build(options:environment:logger:handlesSignals:restoring:)``.
+public struct Restoration: Sendable {
+    /// The registry as the previous process left it (nodes, unregistered FIFO, generation, events).
+    public var registry: NodeRegistry.State
+    /// The epmd listening sockets, used instead of binding (nil: bind, or systemd's, as usual).
+    public var epmdListeners: [Int32]?
+    /// The HTTP front's listening socket (nil: bind as usual).
+    public var httpListener: Int32?
+    /// Every epmd connection (registrations first), each with its descriptor in this process.
+    public var connections: [EPMDConnectionSnapshot]
+    /// How the table survived (the `restarted` event's method).
+    public var method: RestartMethod
+    /// The hand-over Unix socket, listening (a hand-over passes it on; nil: listen as usual).
+    public var handoverListener: Int32?
+    /// The fd store's state journal (a memfd), named `state-journal`, when the predecessor had one.
+    public var stateJournal: Int32?
+
+    public init(
+        registry: NodeRegistry.State,
+        epmdListeners: [Int32]? = nil,
+        httpListener: Int32? = nil,
+        connections: [EPMDConnectionSnapshot],
+        method: RestartMethod
+    ) {
+        self.registry = registry
+        self.epmdListeners = epmdListeners
+        self.httpListener = httpListener
+        self.connections = connections
+        self.method = method
+    }
+
+    /// Closes every descriptor it holds (a restoration that cannot be served).
+    public func closeDescriptors() {
+        for fd in self.epmdListeners ?? [] { System.close(fd) }
+        if let fd = self.httpListener { System.close(fd) }
+        if let fd = self.handoverListener { System.close(fd) }
+        if let fd = self.stateJournal { System.close(fd) }
+        for connection in self.connections { System.close(connection.fd) }
     }
 }
 

@@ -15,10 +15,19 @@ public enum ProcessControl {
     /// The signals that stop the daemon: SIGTERM and SIGINT.
     public static let terminationSignals: [Int32] = [SIGTERM, SIGINT]
 
-    /// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts afterwards, so that
-    /// the epmd loop's signalfd receives them. Call before any thread starts.
+    /// The signals the epmd loop takes through its signalfd: the termination signals, and SIGUSR2
+    /// (start a successor and hand over to it).
+    public static let loopSignals: [Int32] = [SIGTERM, SIGINT, SIGUSR2]
+
+    /// Blocks SIGTERM, SIGINT and SIGUSR2 in the calling thread and every thread it starts
+    /// afterwards, so that the epmd loop's signalfd receives them. Call before any thread starts.
     public static func blockTerminationSignals() {
-        System.blockSignals(self.terminationSignals)
+        System.blockSignals(self.loopSignals)
+    }
+
+    /// Ends the process now (`_exit`): no atexit handler, no buffered output, no socket shut down.
+    public static func exitImmediately(_ status: Int32) -> Never {
+        _exit(status)
     }
 
     /// Ignores SIGPIPE: a write to a closed socket or pipe fails with EPIPE instead of killing the process.

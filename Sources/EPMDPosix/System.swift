@@ -179,6 +179,13 @@ public enum System {
         while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
     }
 
+    /// Sleeps `milliseconds`, resuming after signals.
+    public static func sleepMilliseconds(_ milliseconds: Int) {
+        var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+
     // MARK: - Sockets
 
     @inline(never)

@@ -4,24 +4,24 @@ extension NodeRegistry {
     /// Every registration rule, as a plain value: testable without locks or sockets.
     public struct State: Sendable {
         /// Live registrations by name.
-        public private(set) var nodes: [[UInt8]: RegisteredNode] = [:]
-        private var nameByConnection: [ConnectionID: [UInt8]] = [:]
+        public internal(set) var nodes: [[UInt8]: RegisteredNode] = [:]
+        var nameByConnection: [ConnectionID: [UInt8]] = [:]
         /// The unregistered FIFO: records by name, and their order (oldest first) with lazy deletion.
-        private var unregistered: [[UInt8]: (entry: UnregisteredNode, ticket: UInt64)] = [:]
-        private var unregisteredOrder = FIFOQueue<(name: [UInt8], ticket: UInt64)>()
-        private var nextTicket: UInt64 = 0
-        private var nextSequence: UInt64 = 0
+        var unregistered: [[UInt8]: (entry: UnregisteredNode, ticket: UInt64)] = [:]
+        var unregisteredOrder = FIFOQueue<(name: [UInt8], ticket: UInt64)>()
+        var nextTicket: UInt64 = 0
+        var nextSequence: UInt64 = 0
         /// How many unregistered records are kept before a new name takes over the oldest.
         public let historyLimit: Int
         /// Bumped by every change of the live table.
-        public private(set) var generation: UInt64 = 0
+        public internal(set) var generation: UInt64 = 0
         private var namesCache: (generation: UInt64, text: [UInt8])?
         /// The newest changes, one event per generation.
-        private var events: EventRing
+        var events: EventRing
         /// An unregistration this soon (seconds) after its registration is a flap.
         public let flapWindow: Double
         /// Live registrations of normal (77) and hidden (72) nodes; any other type code counts as `other`.
-        public private(set) var typeCounts = NodeTypeCounts()
+        public internal(set) var typeCounts = NodeTypeCounts()
 
         /// - Parameters:
         ///   - historyLimit: unregistered names remembered for their creation numbers.
@@ -41,7 +41,7 @@ extension NodeRegistry {
         }
 
         /// The newest event (the one whose id is `generation`), if any change happened yet.
-        public private(set) var lastEvent: RegistryEvent?
+        public internal(set) var lastEvent: RegistryEvent?
 
         /// What a watcher that saw everything up to `id` has missed.
         public func events(after id: UInt64) -> RegistryEventsSince {
@@ -56,7 +56,9 @@ extension NodeRegistry {
         public func history() -> RegistryHistory {
             let events = self.events.elements
             var flaps: [[UInt8]: Int] = [:]
-            for event in events where event.isFlap { flaps[event.node.name, default: 0] += 1 }
+            for event in events where event.isFlap {
+                if let node = event.node { flaps[node.name, default: 0] += 1 }
+            }
             return RegistryHistory(
                 generation: self.generation,
                 events: events,
@@ -178,6 +180,25 @@ extension NodeRegistry {
             return node
         }
 
+        /// A restart kept the table (`NodeRegistry.recordRestart(method:)`): one `restarted` event,
+        /// one generation more, nothing else changes (no registration counted, no lifetime reset).
+        /// - Returns: the event.
+        @discardableResult
+        public mutating func recordRestart(method: RestartMethod, now: Double) -> RegistryEvent {
+            self.generation += 1
+            let event = RegistryEvent(
+                id: self.generation,
+                kind: .restarted(method),
+                node: nil,
+                time: now,
+                lifetime: nil,
+                isFlap: false,
+                nodeCount: self.nodes.count
+            )
+            self.record(event)
+            return event
+        }
+
         /// Looks a node up by name.
         public func lookup(_ name: [UInt8]) -> RegisteredNode? { self.nodes[name] }
 
@@ -218,7 +239,7 @@ extension NodeRegistry {
             return text
         }
 
-        private mutating func record(_ event: RegistryEvent) {
+        mutating func record(_ event: RegistryEvent) {
             self.events.append(event)
             self.lastEvent = event
         }

@@ -57,6 +57,30 @@ public final class NodeRegistry: Sendable {
         self.clock = clock
     }
 
+    /// A registry that takes over `state` (a restart that kept the table: decoded from the previous
+    /// process's image). Nothing is recorded: call ``recordRestart(method:)`` once it serves.
+    /// - Parameters:
+    ///   - state: the previous process's registry, as it was.
+    ///   - clock: wall-clock seconds since 1970; injected for tests.
+    public init(restoring state: State, clock: @escaping @Sendable () -> Double = NodeRegistry.systemClock) {
+        self.state = Mutex(state)
+        self.clock = clock
+    }
+
+    /// A copy of the whole state, taken under the lock (for a hand-over image or the fd store's journal).
+    public func copyState() -> State { self.state.withLock { $0 } }
+
+    /// Records that a restart kept the table: one `restarted` event (one generation more, ids stay
+    /// contiguous), seen by the change observers. No node is counted as registered again.
+    /// - Returns: the event.
+    @discardableResult
+    public func recordRestart(method: RestartMethod) -> RegistryEvent {
+        let now = self.clock()
+        let event = self.state.withLock { $0.recordRestart(method: method, now: now) }
+        self.changed(event)
+        return event
+    }
+
     /// A starting generation unique to this run: microseconds since 1970 at start. Generations, ETags,
     /// long-poll indexes and event ids from an earlier run are then always below the new run's (its
     /// generation starts above anything the earlier run reached, short of a million changes per

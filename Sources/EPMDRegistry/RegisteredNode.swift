@@ -17,6 +17,24 @@ public struct RegisteredNode: Equatable, Sendable {
     /// Order of registration; larger is newer.
     public var sequence: UInt64
 
+    public init(
+        request: Alive2Request,
+        creation: UInt32,
+        connection: ConnectionID,
+        fd: Int32,
+        registeredAt: Double,
+        peer: String,
+        sequence: UInt64
+    ) {
+        self.request = request
+        self.creation = creation
+        self.connection = connection
+        self.fd = fd
+        self.registeredAt = registeredAt
+        self.peer = peer
+        self.sequence = sequence
+    }
+
     public var name: [UInt8] { self.request.name }
     public var port: UInt16 { self.request.port }
 
@@ -34,4 +52,12 @@ public struct UnregisteredNode: Equatable, Sendable {
     public var creation: UInt32
     /// When it unregistered, seconds since 1970.
     public var unregisteredAt: Double
+
+    public init(name: [UInt8], port: UInt16, fd: Int32, creation: UInt32, unregisteredAt: Double) {
+        self.name = name
+        self.port = port
+        self.fd = fd
+        self.creation = creation
+        self.unregisteredAt = unregisteredAt
+    }
 }

@@ -15,41 +15,73 @@ public enum UnregisterReason: String, CaseIterable, Hashable, Sendable {
     public var label: String { self.rawValue }
 }
 
+/// How a restart kept the name table (the `method` of a `restarted` event and of
+/// `epmd_restarts_total`).
+public enum RestartMethod: String, CaseIterable, Hashable, Sendable {
+    /// A new process took everything over from the running one through the hand-over socket.
+    case handover
+    /// The process was restarted by systemd and restored the table from its fd store.
+    case fdstore
+
+    /// The metric label (the raw value).
+    public var label: String { self.rawValue }
+}
+
 /// One change of the live table. Every change bumps the registry's generation by one and makes one
 /// event whose `id` is the new generation, so ids are contiguous and a watcher can resume after any id.
 public struct RegistryEvent: Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         case registered
         case unregistered(UnregisterReason)
+        /// A new process took the table over (nothing in it changed; no node).
+        case restarted(RestartMethod)
     }
 
     /// The generation this change produced.
     public var id: UInt64
     public var kind: Kind
-    /// The registration (as it was, for an unregistration).
-    public var node: RegisteredNode
+    /// The registration (as it was, for an unregistration); nil for a `restarted` event.
+    public var node: RegisteredNode?
     /// Wall-clock time of the change, seconds since 1970.
     public var time: Double
     /// Seconds the registration lived (unregistrations only).
     public var lifetime: Double?
     /// An unregistration within the flap window of its registration.
     public var isFlap: Bool
+    /// The live registrations after the change (recorded for `restarted` events; nil otherwise).
+    public var nodeCount: Int?
 
-    public init(id: UInt64, kind: Kind, node: RegisteredNode, time: Double, lifetime: Double?, isFlap: Bool) {
+    public init(
+        id: UInt64,
+        kind: Kind,
+        node: RegisteredNode?,
+        time: Double,
+        lifetime: Double?,
+        isFlap: Bool,
+        nodeCount: Int? = nil
+    ) {
         self.id = id
         self.kind = kind
         self.node = node
         self.time = time
         self.lifetime = lifetime
         self.isFlap = isFlap
+        self.nodeCount = nodeCount
     }
 
-    /// `registered` or `unregistered`: the SSE event name and the JSON `type`.
+    /// `registered`, `unregistered` or `restarted`: the SSE event name and the JSON `type`.
     public var name: String {
         switch self.kind {
         case .registered: "registered"
         case .unregistered: "unregistered"
+        case .restarted: "restarted"
         }
+    }
+
+    /// The restart method of a `restarted` event.
+    public var restartMethod: RestartMethod? {
+        if case .restarted(let method) = self.kind { return method }
+        return nil
     }
 
     /// The unregistration reason, if any.
@@ -91,6 +123,12 @@ struct EventRing: Sendable {
     init(capacity: Int) {
         self.capacity = max(1, capacity)
         self.storage.reserveCapacity(min(self.capacity, 4096))
+    }
+
+    /// A ring holding `elements` (oldest first; only the newest `capacity` are kept).
+    init(capacity: Int, elements: [RegistryEvent]) {
+        self.init(capacity: capacity)
+        for event in elements { self.append(event) }
     }
 
     var count: Int { self.storage.count }

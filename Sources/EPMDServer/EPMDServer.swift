@@ -24,6 +24,8 @@ public final class EPMDServer: Sendable {
         case killed
         /// SIGTERM/SIGINT or `shutdown()`.
         case shutdown
+        /// A successor process took every socket and registration over (`EPMDHandoverHandler`).
+        case handedOver
     }
 
     public let configuration: EPMDServerConfiguration
@@ -37,6 +39,8 @@ public final class EPMDServer: Sendable {
     let counters: EPMDServerCounters
     /// Told of the loop's start and drain, and run on its timer.
     let hooks: (any EPMDLoopHooks)?
+    /// The hand-over to a successor process, when enabled.
+    let handover: (any EPMDHandoverHandler)?
     /// Forced unregistrations posted to the loop (`EPMDServer+Admin.swift`).
     let adminRequests = AdminRequestQueue()
 
@@ -51,15 +55,18 @@ public final class EPMDServer: Sendable {
     ///   - instruments: receives every count for metrics (called on the loop thread).
     ///   - hooks: told when the loop starts and the drain begins, and given a timer on the loop
     ///     (systemd's readiness, status and watchdog).
+    ///   - handover: serves the hand-over socket on the loop (and SIGUSR2, with `handleSignals`).
     /// - Throws: `ListenerError` or `SystemError`.
     public init(
         configuration: EPMDServerConfiguration,
         registry: NodeRegistry,
         logger: Logger,
         instruments: (any EPMDServerInstruments)? = nil,
-        hooks: (any EPMDLoopHooks)? = nil
+        hooks: (any EPMDLoopHooks)? = nil,
+        handover: (any EPMDHandoverHandler)? = nil
     ) throws {
         self.hooks = hooks
+        self.handover = handover
         self.configuration = configuration
         self.counters = EPMDServerCounters(instruments: instruments, limit: configuration.maxConnections)
         self.registry = registry

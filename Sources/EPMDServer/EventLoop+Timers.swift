@@ -1,6 +1,12 @@
 import EPMDPosix
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Time: the packet timeout, replies held back by `-delay_write`, paused accepting, the shutdown
 /// grace period, and the signals that start it.
 extension EventLoop {
@@ -40,6 +46,12 @@ extension EventLoop {
 
     mutating func drainSignals() {
         while let signal = System.readSignal(self.signalFD) {
+            if signal == UInt32(SIGUSR2) {
+                guard let handover = self.server.handover else { continue }
+                self.logger.notice("got signal \(signal): starting a successor to hand over to")
+                handover.successorRequested()
+                continue
+            }
             self.beginDrain(because: "got signal \(signal)")
         }
     }

@@ -70,8 +70,13 @@ struct EventLoop {
             try self.epoll.add(fd, events: .input, data: LoopToken.listener(index: Int32(index)).packed)
         }
         try self.epoll.add(server.wakeDescriptor, events: .input, data: LoopToken.wake.packed)
+        let handover = server.handover?.listenDescriptor
+        if let handover {
+            try self.epoll.add(handover, events: .input, data: LoopToken.handover.packed)
+        }
         if server.configuration.handleSignals {
-            self.signalFD = try System.signalFD([SIGTERM, SIGINT])
+            // SIGUSR2 (start a successor) only with a hand-over socket for it to connect to.
+            self.signalFD = try System.signalFD(handover == nil ? [SIGTERM, SIGINT] : [SIGTERM, SIGINT, SIGUSR2])
             try self.epoll.add(self.signalFD, events: .input, data: LoopToken.signal.packed)
         }
         self.reserveFD = System.openReserve() ?? -1
@@ -118,6 +123,8 @@ struct EventLoop {
                 self.serveAdminRequests()
             case .signal:
                 self.drainSignals()
+            case .handover:
+                self.handoverRequested()
             case nil:
                 break
             }
@@ -126,7 +133,9 @@ struct EventLoop {
         self.expireTimers()
     }
 
-    /// Closes every connection (ending their registrations) and the loop's own descriptors.
+    /// Closes every connection (ending their registrations) and the loop's own descriptors. After a
+    /// hand-over no connection is left (all were exported) and the listeners live on in the successor:
+    /// closing our copies does not touch them.
     mutating func teardown() {
         for case let connection? in self.slots {
             self.close(connection, reason: .shutdown)

@@ -10,8 +10,10 @@ enum LoopToken: Equatable, Sendable {
     case listener(index: Int32)
     /// The wake-up eventfd (`shutdown()`).
     case wake
-    /// The signalfd (SIGTERM, SIGINT).
+    /// The signalfd (SIGTERM, SIGINT, SIGUSR2).
     case signal
+    /// The hand-over socket (a successor process connects).
+    case handover
 
     /// Serials wrap within 24 bits.
     static let serialMask: UInt32 = 0x00FF_FFFF
@@ -21,6 +23,7 @@ enum LoopToken: Equatable, Sendable {
         case listener = 1
         case wake = 2
         case signal = 3
+        case handover = 4
     }
 
     /// The epoll data word.
@@ -34,6 +37,8 @@ enum LoopToken: Equatable, Sendable {
             Self.pack(.wake, serial: 0, low: 0)
         case .signal:
             Self.pack(.signal, serial: 0, low: 0)
+        case .handover:
+            Self.pack(.handover, serial: 0, low: 0)
         }
     }
 
@@ -46,6 +51,7 @@ enum LoopToken: Equatable, Sendable {
         case .listener: self = .listener(index: low)
         case .wake: self = .wake
         case .signal: self = .signal
+        case .handover: self = .handover
         case nil: return nil
         }
     }

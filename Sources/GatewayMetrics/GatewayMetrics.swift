@@ -40,6 +40,8 @@ public final class GatewayMetrics: Sendable {
     public let process: ProcessMetrics
     /// The admin API's requests.
     public let admin: AdminMetrics
+    /// Hand-overs refused.
+    public let handover: HandoverMetrics
     private let expositionSize = Atomic<Int>(4096)
     /// `epmd_node_info` as rendered for the registry's generation (only with ``nodeInfo``).
     let nodeInfoCache = NodeInfoCache()
@@ -67,6 +69,7 @@ public final class GatewayMetrics: Sendable {
         .set(to: 1)
         self.process = ProcessMetrics(collectors: self.collectors, logger: logger)
         self.admin = AdminMetrics(collectors: self.collectors)
+        self.handover = HandoverMetrics(collectors: self.collectors)
     }
 
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {

@@ -6,7 +6,8 @@ import Prometheus
 /// that made the change), and the nodes by type and the generation, read at scrape time.
 ///
 /// Families: `epmd_nodes{type}`, `epmd_registrations_total`, `epmd_unregistrations_total{reason}`,
-/// `epmd_node_lifetime_seconds`, `epmd_node_flaps_total`, `epmd_registry_generation`, and the opt-in
+/// `epmd_node_lifetime_seconds`, `epmd_node_flaps_total`, `epmd_registry_generation`,
+/// `epmd_restarts_total{method}`, and the opt-in
 /// `epmd_node_info{name,port,type}`, rendered by hand (``NodeInfoCache``: the label sets come and go
 /// with registrations, and swift-prometheus handles would have to be unregistered one by one as nodes
 /// leave).
@@ -19,6 +20,7 @@ public final class RegistryMetrics: Sendable {
     private let nodeLifetime: DurationHistogram
     private let flaps: Counter
     private let generation: Gauge
+    private let restarts: [RestartMethod: Counter]
 
     /// Registration lifetime buckets, 1 s to a day: the short ones are flapping nodes.
     public static let lifetimeBuckets: [Duration] = [1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400].map {
@@ -65,6 +67,15 @@ public final class RegistryMetrics: Sendable {
             "epmd_registry_generation",
             "The registry's change counter: one more for every registration and unregistration."
         )
+        var restarts: [RestartMethod: Counter] = [:]
+        for method in RestartMethod.allCases {
+            restarts[method] = counter(
+                "epmd_restarts_total",
+                "Restarts that kept the name table (a hand-over, or systemd's fd store), by method.",
+                [("method", method.label)]
+            )
+        }
+        self.restarts = restarts
     }
 
     /// Counts one registry change. Pass it to `NodeRegistry.addChangeObserver`.
@@ -76,6 +87,9 @@ public final class RegistryMetrics: Sendable {
             self.unregistrations[reason]?.increment()
             if let lifetime = event.lifetime { self.nodeLifetime.record(GatewayMetrics.duration(seconds: lifetime)) }
             if event.isFlap { self.flaps.increment() }
+        case .restarted(let method):
+            // The restored nodes are not registrations: only the restart is counted.
+            self.restarts[method]?.increment()
         }
     }
 

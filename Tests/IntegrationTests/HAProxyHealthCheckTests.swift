@@ -64,7 +64,7 @@ struct HAProxyHealthCheckTests {
 
 /// `haproxy -f CFG -db` in a temporary folder, with one backend, one checked server and an admin stats
 /// socket. SIGKILLed by `kill()` or at deinit at the latest; the folder goes with it.
-private final class HAProxyProcess: @unchecked Sendable {
+final class HAProxyProcess: @unchecked Sendable {
     // @unchecked: the Process is only touched from the test that owns this object.
     let process: Process
     let directory: URL

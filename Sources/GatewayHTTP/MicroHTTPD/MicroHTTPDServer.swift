@@ -170,8 +170,10 @@ public final class MicroHTTPDServer: Sendable {
         }
         let isIPv6 = given.map { $0.family == AF_INET6 } ?? (Int32(truncatingIfNeeded: storage.ss_family) == AF_INET6)
         // Its messages go to `MicroHTTPDCallbacks.log`: the errors it answers itself are counted there.
+        // MHD_USE_ITC: MHD_quiesce_daemon (a hand-over) needs it with an internal polling thread.
         var flags =
             MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
+            | MHD_USE_ITC.rawValue
         if isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         if let tls = configuration.tls { flags |= tls.flags }
         // The context is retained for the daemon's life and released in `stop`.
@@ -282,11 +284,55 @@ public final class MicroHTTPDServer: Sendable {
     /// anyway (a safety net: each completes as soon as libmicrohttpd's thread takes it back).
     static let drainLimitMilliseconds = 5000
 
+    /// The listening socket while running (nil before ``start()``, after ``stop()``, or when
+    /// libmicrohttpd does not tell): a hand-over passes it to the successor.
+    public var listenDescriptor: Int32? {
+        self.phase.withLock { phase in
+            guard case .running(let daemon, _, _) = phase, let pointer = OpaquePointer(bitPattern: daemon) else {
+                return nil
+            }
+            let fd = cmhd_listen_fd(pointer)
+            return fd >= 0 ? fd : nil
+        }
+    }
+
+    /// The longest a hand-over stop waits for requests in flight (not streams or long-polls) to be
+    /// answered after the listening socket is let go.
+    static let handOverLimitMilliseconds = 1000
+
     /// Stops the daemon deterministically; idempotent. Refuses new long-polls and streams, resumes
     /// every suspended connection (long-polls are answered, streams end), waits until each one has
     /// completed (counted by the completion callbacks), then stops libmicrohttpd and joins its threads.
     /// Never call from inside a handler.
-    public func stop() {
+    /// - Parameter handingOver: a successor serves on the same listening socket: first stop
+    ///   accepting (`MHD_quiesce_daemon`, so that libmicrohttpd neither closes nor shuts the socket
+    ///   down), let the requests in flight be answered (at most ``handOverLimitMilliseconds``), and in
+    ///   the end only close this process's copy of the socket.
+    public func stop(handingOver: Bool = false) {
+        var released: Int32 = -1
+        if handingOver {
+            let daemon = self.phase.withLock { phase -> OpaquePointer? in
+                if case .running(let daemon, _, _) = phase { return OpaquePointer(bitPattern: daemon) }
+                return nil
+            }
+            if let daemon {
+                released = MHD_quiesce_daemon(daemon)
+                let deadline =
+                    System.monotonicNanoseconds() &+ UInt64(truncatingIfNeeded: Self.handOverLimitMilliseconds)
+                    * 1_000_000
+                while self.connectionStatistics.open > self.suspendedConnections,
+                    System.monotonicNanoseconds() < deadline
+                {
+                    System.sleepMilliseconds(5)
+                }
+            }
+        }
+        self.stopDaemon()
+        // After MHD_stop_daemon (its threads may use it until then); close, never shutdown().
+        if released >= 0 { System.close(released) }
+    }
+
+    private func stopDaemon() {
         let running = self.phase.withLock { phase -> (daemon: UInt, port: UInt16)? in
             defer { phase = .stopped }
             if case .running(let daemon, let port, _) = phase { return (daemon, port) }

@@ -208,9 +208,18 @@ struct JSONWriter {
             self.raw(",\"lifetimeSeconds\":")
             self.seconds(event.lifetime ?? 0)
             self.raw(event.isFlap ? ",\"flapping\":true" : ",\"flapping\":false")
+        case .restarted(let method):
+            self.raw(",\"type\":\"restarted\",\"time\":")
+            self.timestamp(event.time, microseconds: true)
+            self.raw(",\"method\":")
+            self.string(method.rawValue)
+            self.raw(",\"nodes\":")
+            self.number(event.nodeCount ?? 0)
         }
-        self.raw(",\"node\":")
-        self.node(event.node)
+        if let node = event.node {
+            self.raw(",\"node\":")
+            self.node(node)
+        }
         self.raw("}")
     }
 }
