@@ -141,13 +141,15 @@ public enum EPMDApplication {
             logger.error("\(error)")
             return 1
         }
-        FDStore.attach(
+        let store = FDStore.attach(
             to: gateway,
             environment: environment,
             restored: stored,
             adoptingJournal: takeover?.restoration.stateJournal,
             logger: logger
         )
+        // What the last registrations sent to systemd's store is sent before the exit (a restart keeps it).
+        defer { store?.flush(milliseconds: 2000) }
         do {
             guard let client = takeover?.client else { return try gateway.run().exitStatus }
             return try gateway.run {

@@ -234,12 +234,19 @@ extension FDStore {
         }
         let metrics = FDStoreMetrics(collectors: gateway.metrics.collectors)
         restored?.count(in: metrics)
-        let store = FDStore(
-            limit: configuration.limit,
-            logger: logger,
-            metrics: metrics,
-            send: self.notifySender(environment: environment)
-        )
+        let store: FDStore
+        do {
+            store = try FDStore(
+                limit: configuration.limit,
+                logger: logger,
+                metrics: metrics,
+                send: self.notifySender(environment: environment)
+            )
+        } catch {
+            logger.warning("fd store: cannot start its sender (\(error)): registrations are not kept across a restart")
+            metrics.failed("send")
+            return nil
+        }
         store.start(registry: gateway.registry, restored: restored, adoptingJournal: adoptingJournal)
         gateway.addReadinessDetail { [weak store] in store?.readinessLine() }
         // A hand-over passes the journal on (`state-journal`): the successor journals in the same file.

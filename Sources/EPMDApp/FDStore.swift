@@ -100,6 +100,8 @@ public final class FDStore: Sendable {
     private let logger: Logger
     private let metrics: FDStoreMetrics?
     private let send: @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool
+    /// Registrations and removals, in order, off the epmd loop's thread.
+    private let sender: FDStoreSender
     private let warnings = LogRateLimiter(reasons: 4, intervalSeconds: 60)
     /// The last probe's thread (joined before the next one starts: it has ended by then).
     private let probeThread = Mutex<PosixThread?>(nil)
@@ -108,13 +110,16 @@ public final class FDStore: Sendable {
     ///   - limit: the store's limit if known (`$FDSTORE`, ``limitVariable``).
     ///   - logger: where the store logs.
     ///   - metrics: the `epmd_fdstore_*` series, if exported.
-    ///   - send: sends one message with descriptors to systemd (`NOTIFY_SOCKET`); false when it failed.
+    ///   - send: sends one message with descriptors to systemd (`NOTIFY_SOCKET`, blocking at most a
+    ///     few seconds); false when it failed.
+    /// - Throws: `SystemError` when the sender's thread cannot be started.
     public init(
         limit: Int?,
         logger: Logger,
         metrics: FDStoreMetrics?,
         send: @escaping @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool
-    ) {
+    ) throws(SystemError) {
+        self.sender = try FDStoreSender(send: send)
         var inner = Inner()
         inner.limit = limit.map { min($0, Self.maximumStored + 1) } ?? (Self.maximumStored + 1)
         self.inner = Mutex(inner)
@@ -144,6 +149,10 @@ public final class FDStore: Sendable {
     }
 
     // MARK: - Status
+
+    /// Waits (at most `milliseconds`) until every registration and removal queued was sent to systemd.
+    @discardableResult
+    public func flush(milliseconds: Int) -> Bool { self.sender.drain(milliseconds: milliseconds) }
 
     /// The store now.
     public var status: Status {
@@ -305,10 +314,13 @@ public final class FDStore: Sendable {
             )
             if probe { self.startProbe() }
         case .store:
-            if self.send("FDSTORE=1\nFDNAME=\(name)", [node.fd]) {
-                self.inner.withLock { _ = $0.stored.insert(node.connection) }
-            } else {
+            // Counted as stored now; the sender's thread takes it back if the message cannot be sent.
+            self.inner.withLock { _ = $0.stored.insert(node.connection) }
+            self.sender.enqueue("FDSTORE=1\nFDNAME=\(name)", duplicating: node.fd) { [weak self] sent in
+                guard !sent, let self else { return }
+                self.inner.withLock { _ = $0.stored.remove(node.connection) }
                 self.fail("send", "cannot send a registration to systemd's fd store")
+                self.publish()
             }
         }
         self.compactIfNeeded(registry: registry)
@@ -346,7 +358,7 @@ public final class FDStore: Sendable {
         if !journaled { self.fail("journal", "cannot journal an unregistration") }
         if let removal {
             // systemd keeps a socket whose peer only sent FIN: remove it, or the node never sees EOF.
-            _ = self.send("FDSTOREREMOVE=1\nFDNAME=\(removal)", [])
+            self.sender.enqueue("FDSTOREREMOVE=1\nFDNAME=\(removal)")
         }
         self.compactIfNeeded(registry: registry)
         self.publish()
@@ -400,11 +412,14 @@ public final class FDStore: Sendable {
             return true
         }
         guard start else { return }
-        let send = self.send
+        let (send, sender) = (self.send, self.sender)
         do {
             let previous = self.probeThread.withLock { $0 }
             previous?.join()
             let thread = try PosixThread(name: "fdstore-probe") { [weak self] in
+                // After what is queued: the probe must not overtake the registrations (it would take
+                // the room of one in a store that is nearly full).
+                sender.drain(milliseconds: 60_000)
                 let outcome = Self.probe(send: send, timeout: Self.probeTimeout)
                 self?.probed(outcome)
             }
@@ -440,16 +455,9 @@ public final class FDStore: Sendable {
         let sent = send("FDSTORE=1\nFDNAME=\(Systemd.probeDescriptorName)", [pair[0]])
         System.close(pair[0])
         guard sent else { return .unknown("the probe could not be sent") }
-        var barrier: [Int32] = [-1, -1]
-        guard pipe(&barrier) == 0 else { return .unknown("pipe: errno \(errno)") }
-        for fd in barrier { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        defer { System.close(barrier[0]) }
-        let barrierSent = send("BARRIER=1", [barrier[1]])
-        System.close(barrier[1])
-        guard barrierSent else { return .unknown("the barrier could not be sent") }
-        var entry = pollfd(fd: barrier[0], events: 0, revents: 0)
-        let answered = (try? System.syscall("poll") { poll(&entry, 1, timeout) }) ?? 0
-        guard answered > 0 else { return .unknown("no answer from systemd within \(timeout) ms") }
+        guard FDStoreSender.barrier(send: send, timeout: timeout) else {
+            return .unknown("no answer from systemd within \(timeout) ms")
+        }
         var probe = pollfd(fd: pair[1], events: 0, revents: 0)
         let hungUp =
             ((try? System.syscall("poll") { poll(&probe, 1, 0) }) ?? 0) > 0

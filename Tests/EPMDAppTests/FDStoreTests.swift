@@ -337,4 +337,47 @@ enum Poll {
         gateway.shutdown()
         _ = try await runner.finish()
     }
+
+    @Test(
+        "a busy systemd: a flood of registrations never holds the epmd loop, and the watchdog's pings keep their room in systemd's queue"
+    )
+    func busySystemd() async throws {
+        // 30 ms per message: 40 registrations and their barriers take systemd over a second and a half.
+        let store = try FakeFDStore(path: Self.path(), limit: 100, delay: 30_000)
+        defer { store.close() }
+        var environment = Self.environment(store, limit: 100)
+        environment["WATCHDOG_USEC"] = "200000"
+        let (logger, _) = GatewayTests.logger()
+        let gateway = try Gateway.build(
+            options: GatewayTests.options(http: false),
+            environment: environment,
+            logger: logger
+        )
+        let fdStore = try #require(FDStore.attach(to: gateway, environment: environment, restored: nil, logger: logger))
+        let runner = try GatewayTests.Runner(gateway)
+        defer { gateway.shutdown() }
+        try #require(
+            await GatewayTests.poll(seconds: 10) { gateway.state == .running && fdStore.status.condition == .enabled }
+        )
+        let clock = ContinuousClock()
+        let started = clock.now
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for index in 0..<40 {
+            let node = try Self.register("busy\(index)", port: gateway.epmdPort)
+            fds.append(node.fd)
+            #expect(node.creation != nil)
+        }
+        let registering = started.duration(to: clock.now)
+        // The loop answered at once; systemd gets the sockets at its own pace.
+        #expect(registering < .seconds(1), "40 registrations took \(registering)")
+        try #require(await GatewayTests.poll(seconds: 30) { store.names.count == 41 && fdStore.flush(milliseconds: 1) })
+        // WATCHDOG=1 (every 100 ms) reached systemd all along: never a second without one.
+        let pings = store.timedMessages.filter { $0.message == "WATCHDOG=1" }.map(\.time)
+        let gaps = zip(pings, pings.dropFirst()).map { $1 - $0 }
+        #expect(pings.count >= 10, "\(pings.count) pings")
+        #expect((gaps.max() ?? 0) < 1_000_000_000, "the longest gap between pings: \(gaps.max() ?? 0) ns")
+        gateway.shutdown()
+        _ = try await runner.finish()
+    }
 }

@@ -20,10 +20,13 @@ final class FakeFDStore: Sendable {
     private struct State {
         var entries: [Entry] = []
         var messages: [String] = []
+        /// When each message was read (monotonic nanoseconds).
+        var times: [UInt64] = []
         var limit: Int
     }
 
     let path: String
+    private let delay: UInt32
     private let fd: Int32
     private let state: Mutex<State>
     private let stop = Atomic<Bool>(false)
@@ -32,8 +35,10 @@ final class FakeFDStore: Sendable {
     /// - Parameters:
     ///   - path: where to bind.
     ///   - limit: `FileDescriptorStoreMax=` (0: disabled).
-    init(path: String, limit: Int) throws {
+    ///   - delay: microseconds spent on each message (a busy PID 1).
+    init(path: String, limit: Int, delay: UInt32 = 0) throws {
         self.path = path
+        self.delay = delay
         self.state = Mutex(State(limit: limit))
         unlink(path)
         self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -57,7 +62,9 @@ final class FakeFDStore: Sendable {
     private func serve() {
         while !self.stop.load(ordering: .acquiring) {
             guard ProcessControl.waitReadable(self.fd, milliseconds: 50) else { continue }
+            // One at a time, as systemd reads its notification socket from its event loop.
             while let (bytes, descriptors) = (try? NotifyDatagram.receive(on: self.fd)) ?? nil {
+                if self.delay > 0 { usleep(self.delay) }
                 self.handle(String(decoding: bytes, as: UTF8.self), descriptors)
             }
         }
@@ -70,8 +77,10 @@ final class FakeFDStore: Sendable {
             fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
         }
         var close: [Int32] = []
+        let now = System.monotonicNanoseconds()
         self.state.withLock { state in
             state.messages.append(message)
+            state.times.append(now)
             if fields["FDSTOREREMOVE"] == "1", let name = fields["FDNAME"] {
                 close += state.entries.filter { $0.name == name }.map(\.fd)
                 state.entries.removeAll { $0.name == name }
@@ -94,6 +103,11 @@ final class FakeFDStore: Sendable {
 
     /// Every message so far, oldest first.
     var messages: [String] { self.state.withLock { $0.messages } }
+
+    /// Every message so far with the time it was read.
+    var timedMessages: [(message: String, time: UInt64)] {
+        self.state.withLock { state in Array(zip(state.messages, state.times)) }
+    }
 
     /// The names stored now, in store order.
     var names: [String] { self.state.withLock { $0.entries.map(\.name) } }
