@@ -261,9 +261,9 @@ public final class Gateway: Sendable {
     /// The loop never ran: let it close the listeners (and the connections taken over) at once.
     private func closeUnrun() {
         for snapshot in self.takeAdoptions() { System.close(snapshot.fd) }
-        self.handover?.close()
         self.server.shutdown()
         _ = try? self.server.run()
+        self.handover?.close()
     }
 
     /// The connections to adopt, once (the loop takes them, or `closeUnrun` closes them).
@@ -513,7 +513,8 @@ extension Gateway {
         // Only now that the epmd port is ours: a gateway that finds it taken never touches the
         // running one's hand-over socket.
         handover?.open(
-            path: HandoverService.path(for: options, port: server.boundPort, environment: environment),
+            // Port 0 (tests) has no default socket: give --handover-socket.
+            path: HandoverService.path(for: options, port: options.socketPort, environment: environment),
             inherited: restoration?.handoverListener
         )
         if let restoration {

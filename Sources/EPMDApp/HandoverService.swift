@@ -134,7 +134,10 @@ public final class HandoverService: EPMDHandoverHandler {
     /// Closes the socket; removes its file unless the gateway handed over (the successor owns it now).
     func close() {
         let shared = self.shared.withLock { shared -> Shared? in
-            defer { shared.closed = true }
+            defer {
+                shared.closed = true
+                shared.descriptor = nil
+            }
             return shared.closed ? nil : shared
         }
         guard let shared, let descriptor = shared.descriptor else { return }

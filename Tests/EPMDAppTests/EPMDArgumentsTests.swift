@@ -77,6 +77,22 @@ import Testing
     }
 
     @Test(
+        "--takeover (and -takeover), --handover-socket PATH or =PATH, EPMD_GATEWAY_HANDOVER_SOCKET; empty is a usage error"
+    )
+    func handoverOptions() throws {
+        let plain = try #require(self.parse([]).serveOptions, "not serve")
+        #expect(!plain.takeover && plain.handoverSocket == nil)
+        let long = try #require(self.parse(["--takeover", "--handover-socket", "/a/b.sock"]).serveOptions, "not serve")
+        #expect(long.takeover && long.handoverSocket == "/a/b.sock")
+        let single = try #require(self.parse(["-takeover", "--handover-socket=none"]).serveOptions, "not serve")
+        #expect(single.takeover && single.handoverSocket == "none")
+        let env = try #require(self.parse([], ["EPMD_GATEWAY_HANDOVER_SOCKET": "/e.sock"]).serveOptions, "not serve")
+        #expect(env.handoverSocket == "/e.sock")
+        #expect(self.parse(["--handover-socket", ""]) == .usage)
+        #expect(self.parse(["--handover-socket"]) == .usage)
+    }
+
+    @Test(
         "atoi",
         arguments: [("42", 42), ("  -7", -7), ("+3x", 3), ("", 0), ("abc", 0), ("99999999999", Int(Int32.max))]
     )
