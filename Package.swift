@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "EPMDAppTests",
             dependencies: [
-                "EPMDApp", "EPMDServer", "EPMDPosix", "EPMDRegistry", "GatewayMetrics",
+                "EPMDApp", "EPMDServer", "EPMDPosix", "EPMDProtocol", "EPMDRegistry", "GatewayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]

@@ -115,6 +115,10 @@ public enum EPMDApplication {
                 return 1
             }
         }
+        // systemd's fd store: what a restart kept (registrations, the state journal); a hand-over
+        // passes everything itself.
+        let stored =
+            takeover == nil ? FDStore.restoreAtStart(options: options, environment: environment, logger: logger) : nil
         let gateway: Gateway
         do {
             // The waiting `-daemon` parent is released once the sockets are bound, or binding failed.
@@ -126,7 +130,7 @@ public enum EPMDApplication {
                 environment: environment,
                 logger: logger,
                 handlesSignals: true,
-                restoring: takeover?.restoration
+                restoring: takeover?.restoration ?? stored?.restoration
             )
         } catch .addressInUse(let message) where takeover == nil {
             // erl runs `epmd -daemon` on every distributed start and relies on this exit 0.
@@ -137,6 +141,15 @@ public enum EPMDApplication {
             logger.error("\(error)")
             return 1
         }
+        let store = FDStore.attach(
+            to: gateway,
+            environment: environment,
+            restored: stored,
+            adoptingJournal: takeover?.restoration.stateJournal,
+            logger: logger
+        )
+        // What the last registrations sent to systemd's store is sent before the exit (a restart keeps it).
+        defer { store?.flush(milliseconds: 2000) }
         do {
             guard let client = takeover?.client else { return try gateway.run().exitStatus }
             return try gateway.run {

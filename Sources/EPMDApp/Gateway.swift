@@ -73,6 +73,8 @@ public final class Gateway: Sendable {
     private let logger: Logger
     private let lifecycle: Lifecycle
     private let http = Mutex<MicroHTTPDServer?>(nil)
+    /// More `/readyz?verbose` lines (systemd's fd store, `FDStore.attach`), added before `run()`.
+    let readinessDetails = Mutex<[@Sendable () -> String?]>([])
     /// Wakes `run()`: by `shutdown()`, and when the loop thread ends.
     private let wake: WakeEvent
     /// TLS and the admin token for the HTTP front, read at build.
@@ -283,7 +285,8 @@ public final class Gateway: Sendable {
             build: .init(version: EPMDApplication.version, libmicrohttpd: MicroHTTPDServer.libraryVersion),
             isReady: { Self.isReady(lifecycle, server) },
             metrics: { metrics.exposition(registry: registry, openConnections: server.statistics.openConnections) },
-            admin: admin
+            admin: admin,
+            readinessDetails: { [details = self.readinessDetails.withLock { $0 }] in details.compactMap { $0() } }
         )
         if let fd = self.httpSocket {
             self.logger.info(

@@ -20,6 +20,9 @@ public enum Systemd {
     /// The descriptor name that makes a socket the HTTP front's (`FileDescriptorName=http`).
     public static let httpDescriptorName = "http"
 
+    /// The most descriptors `LISTEN_FDS` may announce (a bound against a malformed value).
+    public static let maximumListenDescriptors: Int32 = 1 << 20
+
     /// The descriptors passed by socket activation, as `sd_listen_fds(0)` reads them.
     /// - Returns: the descriptors, `[]` when none were passed, `nil` when the variables are malformed.
     public static func listenDescriptors(environment: [String: String]) -> [Int32]? {
@@ -28,7 +31,8 @@ public enum Systemd {
             guard let pid = Int32(pidText) else { return nil }
             guard pid == ProcessControl.processID else { return [] }
         }
-        guard let count = Int32(countText), count >= 0, count <= 4096 else { return nil }
+        // The fd store gives every kept registration back here: tens of thousands, not a few sockets.
+        guard let count = Int32(countText), count >= 0, count <= self.maximumListenDescriptors else { return nil }
         return (0..<count).map { self.firstDescriptor + $0 }
     }
 
@@ -43,15 +47,77 @@ public enum Systemd {
         return names.map { $0.isEmpty ? nil : $0 }
     }
 
+    /// The fd store's name of the state journal (a memory file).
+    public static let stateDescriptorName = "state"
+    /// The fd store's name of the store probe (a socketpair end, removed at once; dropped if found).
+    public static let probeDescriptorName = "probe"
+
+    /// Whether `name` is one the gateway gives to what it keeps in systemd's fd store: `state`, `probe`,
+    /// or `n<slot>` (a registration's connection). Socket units never use these.
+    public static func isStoreName(_ name: String?) -> Bool {
+        guard let name else { return false }
+        if name == self.stateDescriptorName || name == self.probeDescriptorName { return true }
+        return self.slot(storeName: name) != nil
+    }
+
+    private static let slotDigits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// The fd store name of a registration's slot: `n` and the slot in base 62 (`n0`, `nZ`, `n10`).
+    ///
+    /// Short on purpose: systemd passes every name back in one variable, `LISTEN_FDNAMES`, and execve
+    /// refuses any one environment string above 128 KiB (`MAX_ARG_STRLEN`) with E2BIG: the restart
+    /// itself would fail. Slots are reused, so they stay below the live count: at most 4 bytes and a
+    /// colon each below 238,328 registrations (see ``FDStore/maximumStored``).
+    public static func storeName(slot: Int) -> String {
+        var value = max(slot, 0)
+        var digits: [UInt8] = []
+        repeat {
+            digits.append(self.slotDigits[value % 62])
+            value /= 62
+        } while value > 0
+        return "n" + String(decoding: digits.reversed(), as: UTF8.self)
+    }
+
+    /// The slot in a registration's fd store name (`nZ` gives 35), nil for any other name.
+    public static func slot(storeName name: String) -> Int? {
+        let bytes = Array(name.utf8)
+        guard bytes.count >= 2, bytes.count <= 6, bytes[0] == UInt8(ascii: "n") else { return nil }
+        var value = 0
+        for byte in bytes.dropFirst() {
+            guard let digit = self.slotDigits.firstIndex(of: byte) else { return nil }
+            value = value * 62 + digit
+        }
+        // One spelling per slot: no leading zero.
+        return self.storeName(slot: value) == name ? value : nil
+    }
+
     /// What a passed descriptor serves.
     public enum Role: Equatable, Sendable {
         /// An epmd listener: every name but `http` (`epmd`, Debian's `epmd.socket`, `unknown`, none).
         case epmd
         /// The HTTP front's listening socket (named `http`).
         case http
+        /// Something the gateway kept in systemd's fd store (``isStoreName(_:)``).
+        case stored
 
         public init(name: String?) {
-            self = name == Systemd.httpDescriptorName ? .http : .epmd
+            if Systemd.isStoreName(name) {
+                self = .stored
+            } else {
+                self = name == Systemd.httpDescriptorName ? .http : .epmd
+            }
+        }
+    }
+
+    /// A descriptor systemd gave back from its fd store.
+    public struct StoredDescriptor: Equatable, Sendable {
+        /// Its `FDNAME=`.
+        public var name: String
+        public var fd: Int32
+
+        public init(name: String, fd: Int32) {
+            self.name = name
+            self.fd = fd
         }
     }
 
@@ -93,10 +159,13 @@ public enum Systemd {
         public var epmd: [Int32]
         /// The HTTP front's listening socket, if one was named `http`.
         public var http: Int32?
+        /// What came back from the fd store (registrations, the state journal), in the order passed.
+        public var stored: [StoredDescriptor]
 
-        public init(epmd: [Int32], http: Int32?) {
+        public init(epmd: [Int32], http: Int32?, stored: [StoredDescriptor] = []) {
             self.epmd = epmd
             self.http = http
+            self.stored = stored
         }
     }
 
@@ -133,7 +202,8 @@ public enum Systemd {
         }
     }
 
-    /// Sorts passed descriptors by their names and checks that each one is a listening TCP socket.
+    /// Sorts passed descriptors by their names and checks that each listener is a listening TCP socket
+    /// (what the fd store gave back, by its names, is set aside unchecked: ``ActivatedSockets/stored``).
     /// - Parameters:
     ///   - descriptors: the descriptors (`listenDescriptors`).
     ///   - names: their names (`descriptorNames`), one per descriptor.
@@ -150,8 +220,15 @@ public enum Systemd {
         var sockets = ActivatedSockets(epmd: [], http: nil)
         for (index, fd) in descriptors.enumerated() {
             let name = index < names.count ? names[index] : nil
+            let role = Role(name: name)
+            if role == .stored, let name {
+                sockets.stored.append(StoredDescriptor(name: name, fd: fd))
+                continue
+            }
             guard let found = kind(fd), found.isListeningTCP else { throw .notListening(fd: fd, name: name) }
-            switch Role(name: name) {
+            switch role {
+            case .stored:
+                break
             case .epmd:
                 sockets.epmd.append(fd)
             case .http:

@@ -1,22 +1,37 @@
+import CEPMDSystem
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
 
-/// One datagram to a Unix socket by path: systemd's `sd_notify`, without libsystemd.
+/// One datagram to a Unix socket by path: systemd's `sd_notify` and `sd_pid_notify_with_fds`, without
+/// libsystemd.
 public enum NotifyDatagram {
+    /// The most descriptors one message can carry (systemd's and the kernel's `SCM_MAX_FD` limit).
+    public static let maximumDescriptors = 253
+
     /// Sends `message` as one datagram to the `AF_UNIX` socket at `path`.
     /// - Parameters:
     ///   - message: the datagram's bytes (for systemd, newline-separated assignments such as `READY=1`).
     ///   - path: a file system path, or `@name` for the abstract namespace (as `NOTIFY_SOCKET` writes it).
+    ///   - descriptors: descriptors passed with it (`SCM_RIGHTS`, e.g. for `FDSTORE=1`), at most
+    ///     ``maximumDescriptors``; the caller keeps its own copies open or closes them.
     ///   - waits: whether to wait (at most 2 s) when the receiver's queue is full; false: fail with
     ///     EAGAIN at once (for the periodic messages of the epoll loop, which must never block).
     /// - Returns: whether the whole datagram was sent.
-    /// - Throws: `SystemError` from `socket` or `sendto`; ENAMETOOLONG when the path does not fit.
+    /// - Throws: `SystemError` from `socket` or `sendmsg`; ENAMETOOLONG when the path does not fit,
+    ///   EINVAL for too many descriptors.
     @inline(never)
     @discardableResult
-    public static func send(_ message: [UInt8], to path: String, waits: Bool = true) throws(SystemError) -> Bool {
+    public static func send(
+        _ message: [UInt8],
+        to path: String,
+        descriptors: [Int32] = [],
+        waits: Bool = true
+    ) throws(SystemError) -> Bool {
+        guard descriptors.count <= self.maximumDescriptors else { throw SystemError("sendmsg", errno: EINVAL) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         var pathBytes = Array(path.utf8)
@@ -40,9 +55,20 @@ public enum NotifyDatagram {
         let sent = try withUnsafePointer(to: &address) { pointer throws(SystemError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress throws(SystemError) in
                 let result = message.withUnsafeBytes { raw in
-                    Result { () throws(SystemError) in
-                        try System.syscall("sendto") {
-                            sendto(fd, raw.baseAddress, raw.count, flags, socketAddress, length)
+                    descriptors.withUnsafeBufferPointer { passed in
+                        Result { () throws(SystemError) in
+                            try System.syscall("sendmsg", foreignDescriptor: true) {
+                                cepmd_send_with_descriptors(
+                                    fd,
+                                    raw.baseAddress,
+                                    raw.count,
+                                    socketAddress,
+                                    length,
+                                    passed.baseAddress,
+                                    Int32(passed.count),
+                                    flags
+                                )
+                            }
                         }
                     }
                 }
@@ -50,5 +76,44 @@ public enum NotifyDatagram {
             }
         }
         return sent == message.count
+    }
+
+    /// One datagram received on `fd` (a bound datagram socket, e.g. a test's stand-in for systemd's
+    /// notification socket), with the descriptors it carried (close-on-exec, the caller's to close).
+    /// - Parameters:
+    ///   - fd: the socket.
+    ///   - waits: block until one arrives; false: nil at once when none is waiting.
+    /// - Returns: the bytes and descriptors, or nil when none was waiting.
+    /// - Throws: `SystemError` from `recvmsg`.
+    @inline(never)
+    public static func receive(
+        on fd: Int32,
+        waits: Bool = false
+    ) throws(SystemError) -> (
+        bytes: [UInt8], descriptors: [Int32]
+    )? {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var descriptors = [Int32](repeating: -1, count: self.maximumDescriptors)
+        var count: Int32 = 0
+        let flags = waits ? 0 : Int32(MSG_DONTWAIT)
+        let received = try buffer.withUnsafeMutableBytes { raw in
+            descriptors.withUnsafeMutableBufferPointer { passed in
+                Result { () throws(SystemError) in
+                    try System.nonBlockingSyscall("recvmsg") {
+                        cepmd_receive_with_descriptors(
+                            fd,
+                            raw.baseAddress,
+                            raw.count,
+                            passed.baseAddress,
+                            Int32(passed.count),
+                            &count,
+                            flags
+                        )
+                    }
+                }
+            }
+        }.get()
+        guard let received else { return nil }
+        return (Array(buffer.prefix(received)), Array(descriptors.prefix(Int(count))))
     }
 }

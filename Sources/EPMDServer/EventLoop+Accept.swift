@@ -69,7 +69,7 @@ extension EventLoop {
 
     mutating func resumeAccepting() {
         if self.reserveFD < 0 { self.reserveFD = System.openReserve() ?? -1 }
-        guard self.acceptPaused else { return }
+        guard self.acceptPaused, self.lastCallUntil == nil else { return }
         self.acceptPaused = false
         for (index, fd) in self.server.listeners.enumerated() {
             try? self.epoll.modify(fd, events: .input, data: LoopToken.listener(index: Int32(index)).packed)

@@ -15,8 +15,12 @@ extension EventLoop {
         var next = UInt64.max
         if let head = self.timed.head { next = min(next, head.deadline) }
         if let head = self.delayedWrites.first { next = min(next, head.at) }
-        if self.acceptPaused { next = min(next, self.acceptResumeAt) }
-        if let drainUntil = self.drainUntil { next = min(next, drainUntil) }
+        if let lastCall = self.lastCallUntil {
+            next = min(next, lastCall)
+        } else {
+            if self.acceptPaused { next = min(next, self.acceptResumeAt) }
+            if let drainUntil = self.drainUntil { next = min(next, drainUntil) }
+        }
         if let hookDeadline = self.server.hooks?.nextDeadline() { next = min(next, hookDeadline) }
         guard next != .max else { return -1 }
         let now = System.monotonicNanoseconds()
@@ -38,10 +42,24 @@ extension EventLoop {
             self.flush(connection)
         }
         if self.acceptPaused, now >= self.acceptResumeAt { self.resumeAccepting() }
-        if let drainUntil = self.drainUntil, now >= drainUntil { self.exitReason = .shutdown }
+        if let drainUntil = self.drainUntil, now >= drainUntil { self.lastCall(now: now) }
         if let hooks = self.server.hooks, let deadline = hooks.nextDeadline(), deadline <= now {
             hooks.timerFired(now: now)
         }
+    }
+
+    /// The grace is over: accept nothing more (what waits in the listen backlog stays there, for the
+    /// next process when systemd holds the socket), answer the requests already accepted (for at most
+    /// 250 ms), then stop. A lookup accepted in the grace's last instant is answered, not cut (a
+    /// `systemctl restart` under lookup load then fails none).
+    mutating func lastCall(now: UInt64) {
+        if self.lastCallUntil == nil {
+            self.lastCallUntil = now + 250_000_000
+            self.acceptPaused = true
+            for fd in self.server.listeners { try? self.epoll.modify(fd, events: [], data: 0) }
+        }
+        let unanswered = self.slots.contains { $0.map { !$0.isRegistered } ?? false }
+        if !unanswered || now >= (self.lastCallUntil ?? now) { self.exitReason = .shutdown }
     }
 
     mutating func drainSignals() {

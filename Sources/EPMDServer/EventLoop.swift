@@ -39,6 +39,8 @@ struct EventLoop {
     var acceptPaused = false
     /// When the shutdown grace period ends (monotonic nanoseconds), once a signal started it.
     var drainUntil: UInt64?
+    /// Once the grace is over: when the last call for the requests already accepted ends.
+    var lastCallUntil: UInt64?
     var acceptResumeAt: UInt64 = 0
     var reserveFD: Int32 = -1
     /// Every read lands here; the state machine gets a slice of it (no copy, no allocation).

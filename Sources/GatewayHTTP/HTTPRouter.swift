@@ -33,19 +33,22 @@ public struct HTTPRouter: Sendable {
     ///   - isReady: readiness (false while starting or draining): `/readyz` answers 503 then.
     ///   - metrics: the Prometheus exposition (text format 0.0.4) for `/metrics`; `nil` answers 404.
     ///   - admin: the admin API (forced unregistration with a bearer token); `nil` turns it off.
+    ///   - readinessDetails: more lines for `/readyz?verbose` after the readiness line (e.g. systemd's
+    ///     fd store); they never change the status code.
     public init(
         registry: NodeRegistry,
         build: Build,
         isReady: @escaping @Sendable () -> Bool = { true },
         metrics: (@Sendable () -> [UInt8])? = nil,
-        admin: AdminAPI? = nil
+        admin: AdminAPI? = nil,
+        readinessDetails: @escaping @Sendable () -> [String] = { [] }
     ) {
         self.registry = registry
         self.build = build
         let cache = NodeListCache()
         self.nodes = NodesHandler(registry: registry, cache: cache)
         self.events = EventsHandler(registry: registry, cache: cache, nodes: self.nodes)
-        self.probes = ProbesHandler(build: build, isReady: isReady, metrics: metrics)
+        self.probes = ProbesHandler(build: build, isReady: isReady, metrics: metrics, details: readinessDetails)
         self.admin = admin.map(AdminHandler.init(api:))
     }
 

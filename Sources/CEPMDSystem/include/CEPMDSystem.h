@@ -4,6 +4,7 @@
 // Linux facilities the epmd loop needs. Everything here exists because Swift cannot use the C
 // declaration as it stands (variadic functions, packed structs); each shim says why.
 
+#include "CEPMDFDPassing.h"
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/eventfd.h>

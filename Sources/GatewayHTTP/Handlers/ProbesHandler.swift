@@ -3,11 +3,19 @@ struct ProbesHandler: Sendable {
     let build: HTTPRouter.Build
     let isReady: @Sendable () -> Bool
     let exposition: (@Sendable () -> [UInt8])?
+    /// More `/readyz?verbose` lines (systemd's fd store): shown, never counted for the status.
+    let details: @Sendable () -> [String]
 
-    init(build: HTTPRouter.Build, isReady: @escaping @Sendable () -> Bool, metrics: (@Sendable () -> [UInt8])?) {
+    init(
+        build: HTTPRouter.Build,
+        isReady: @escaping @Sendable () -> Bool,
+        metrics: (@Sendable () -> [UInt8])?,
+        details: @escaping @Sendable () -> [String] = { [] }
+    ) {
         self.build = build
         self.isReady = isReady
         self.exposition = metrics
+        self.details = details
     }
 
     var servesMetrics: Bool { self.exposition != nil }
@@ -20,7 +28,8 @@ struct ProbesHandler: Sendable {
     func readyz(_ request: HTTPRequest) -> HTTPResponse {
         let ready = self.isReady()
         if request.query["verbose"] != nil {
-            return .text(ready ? 200 : 503, ready ? "[+]ready ok\n" : "[-]ready failed\n")
+            let lines = self.details().map { "\($0)\n" }.joined()
+            return .text(ready ? 200 : 503, (ready ? "[+]ready ok\n" : "[-]ready failed\n") + lines)
         }
         return .text(ready ? 200 : 503, ready ? "ok\n" : "not ready\n")
     }
