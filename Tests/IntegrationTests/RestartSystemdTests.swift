@@ -279,6 +279,61 @@ struct RestartSystemdTests {
         #expect(try await Self.stored(sd) == 4)
     }
 
+    // MARK: 2b. systemctl reload: the hand-over under systemd
+
+    @Test(
+        "2b. systemctl reload (SIGUSR2: the gateway hands over to its own binary) under lookup load: nothing lost, no failed lookup, no restart counted"
+    )
+    func reload() async throws {
+        let sd = try Self.fixture()
+        try await sd.ensureServing()
+        let nodes = try await sd.nodes()
+        let client = try RawClient(prefix: "sd_reload", epmdPort: sd.epmdPort)
+        _ = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) { try await Self.stored(sd) == 4 }
+        let before = try await Self.creations(sd)
+        let oldPID = try await sd.mainPID()
+        let restartsBefore = try await sd.container.show(Self.service, ["NRestarts"])["NRestarts"]
+        let cursor = try await sd.container.journalCursor()
+
+        let load = Task { try await Self.lookups(sd, client, seconds: 8) }
+        try await Task.sleep(for: .seconds(2))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let reloaded = try await sd.container.run(["systemctl", "reload", Self.service], timeout: 60)
+        #expect(reloaded.status == 0, "\(reloaded)")
+        // ExecReload= sends SIGUSR2; the successor's MAINPID= moves the service to it, and the old one exits.
+        var state: [String: String] = [:]
+        let moved = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(50)) {
+            state = try await sd.container.show(Self.service, ["MainPID", "ActiveState", "SubState", "NRestarts"])
+            return state["MainPID"] != String(oldPID) && state["MainPID"] != "0"
+                && state["ActiveState"] == "active" && state["SubState"] == "running"
+        }
+        let switchTime = started.duration(to: clock.now)
+        #expect(moved != nil, "the service did not move to a new main PID: \(state)")
+        #expect(state["NRestarts"] == restartsBefore, "a reload must not count as a restart: \(state)")
+        let oldGone = try await Poll.until(timeout: .seconds(10), interval: .milliseconds(50)) {
+            try await sd.container.shell("kill -0 \(oldPID)").status != 0
+        }
+        #expect(oldGone != nil, "the old process \(oldPID) still runs")
+        try await Self.expectKept(sd, nodes, client, before: before)
+        let lookups = try await load.value
+        print(
+            "RestartSystemdTests: systemctl reload to the successor running \(switchTime); lookups under load: "
+                + "ok=\(lookups["ok"] ?? "?") failed=\(Self.failures(lookups)) p99_us=\(lookups["p99_us"] ?? "?") max_us=\(lookups["max_us"] ?? "?")"
+        )
+        #expect(Self.failures(lookups) == 0, "\(lookups)")
+        let journal = await Self.journal(sd, after: cursor)
+        #expect(journal.contains("handed over to PID"), "\(journal)")
+        let history = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/v1/events/history"])
+        #expect(history.body.contains("\"method\":\"handover\""), "\(history.body.suffix(2000))")
+        // The registrations stay in the store (the same sockets), and the journal goes on.
+        #expect(try await Self.stored(sd) == 4)
+        #expect(try await Self.metric(sd, "epmd_fdstore_enabled") == 1)
+        // And a restart after the hand-over still restores everything from the store.
+        try await sd.container.check("systemctl restart \(Self.service)")
+        try await Self.expectKept(sd, nodes, client, before: before)
+    }
+
     // MARK: 3. A node dies
 
     @Test("3. a node killed after a restart is unregistered and its socket leaves the store")
