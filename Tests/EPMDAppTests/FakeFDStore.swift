@@ -40,21 +40,7 @@ final class FakeFDStore: Sendable {
         self.path = path
         self.delay = delay
         self.state = Mutex(State(limit: limit))
-        unlink(path)
-        self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard self.fd >= 0 else { throw NotifySocketError(message: "socket: errno \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(self.fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0 else {
-            Glibc.close(self.fd)
-            throw NotifySocketError(message: "bind \(path): errno \(errno)")
-        }
+        self.fd = try NotifySocket.bindDatagram(path: path)
         let thread = try PosixThread(name: "fake-systemd") { [self] in self.serve() }
         self.thread.withLock { $0 = thread }
     }

@@ -10,22 +10,28 @@ final class NotifySocket {
     /// Binds a fresh socket at `path` (removed first, and again by ``close()``).
     init(path: String) throws {
         self.path = path
+        self.fd = try Self.bindDatagram(path: path)
+    }
+
+    /// A datagram socket bound at `path` (an old file there removed first), close-on-exec.
+    static func bindDatagram(path: String) throws -> Int32 {
         unlink(path)
-        self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard self.fd >= 0 else { throw NotifySocketError(message: "socket: errno \(errno)") }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw NotifySocketError(message: "socket: errno \(errno)") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(self.fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
         guard bound == 0 else {
             let error = errno
-            Glibc.close(self.fd)
+            Glibc.close(fd)
             throw NotifySocketError(message: "bind \(path): errno \(error)")
         }
+        return fd
     }
 
     /// Every datagram waiting now, oldest first, as text (never blocks).

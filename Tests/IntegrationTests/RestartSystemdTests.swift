@@ -176,31 +176,59 @@ struct RestartSystemdTests {
         await sd.container.journal(Self.service, after: cursor)
     }
 
+    /// What each restart scenario starts from: the container serving, its two erl nodes, a raw client,
+    /// every registration stored, the creations, the main PID and a journal cursor.
+    private struct Scene {
+        let sd: RealSystemd
+        let nodes: (ErlangNode, ErlangNode)
+        let client: RawClient
+        let before: [String: UInt32]
+        let oldPID: Int32
+        let cursor: String
+    }
+
+    private static func scene(_ prefix: String) async throws -> Scene {
+        let sd = try Self.fixture()
+        try await sd.ensureServing()
+        let nodes = try await sd.nodes()
+        let client = try RawClient(prefix: prefix, epmdPort: sd.epmdPort)
+        _ = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) { try await Self.stored(sd) == 4 }
+        return Scene(
+            sd: sd,
+            nodes: nodes,
+            client: client,
+            before: try await Self.creations(sd),
+            oldPID: try await sd.mainPID(),
+            cursor: try await sd.container.journalCursor()
+        )
+    }
+
+    /// Prints the switch and the lookups seen under load through it.
+    private static func report(_ what: String, _ switchTime: Duration, _ lookups: [String: String]) {
+        print(
+            "RestartSystemdTests: \(what) \(switchTime); lookups under load: ok=\(lookups["ok"] ?? "?") "
+                + "failed=\(Self.failures(lookups)) p99_us=\(lookups["p99_us"] ?? "?") max_us=\(lookups["max_us"] ?? "?")"
+        )
+    }
+
     // MARK: 1. systemctl restart
 
     @Test(
         "1. systemctl restart under lookup load: nothing lost, no failed lookup, one restarted event, the store enabled"
     )
     func restart() async throws {
-        let sd = try Self.fixture()
-        try await sd.ensureServing()
-        let nodes = try await sd.nodes()
-        let client = try RawClient(prefix: "sd_raw", epmdPort: sd.epmdPort)
+        let scene = try await Self.scene("sd_raw")
+        let (sd, nodes, client, before, oldPID, cursor) = (
+            scene.sd, scene.nodes, scene.client, scene.before, scene.oldPID, scene.cursor
+        )
         // The journal and the three registrations (a one-shot ping node of another test may come and go).
-        var count: Int?
-        let settled = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) {
-            count = try await Self.stored(sd)
-            return count == 4
-        }
-        #expect(settled != nil, "NFileDescriptorStore: \(count.map(String.init) ?? "none"), expected 4")
+        let count = try await Self.stored(sd)
+        #expect(count == 4, "NFileDescriptorStore: \(count.map(String.init) ?? "none"), expected 4")
         #expect(try await Self.metric(sd, "epmd_fdstore_enabled") == 1)
         let readiness = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/readyz?verbose"])
         #expect(readiness.body.contains("[+]fdstore ok: enabled"), "\(readiness)")
-        let before = try await Self.creations(sd)
         let history = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/v1/events/history"])
         let restartsBefore = history.body.components(separatedBy: "\"restarted\"").count - 1
-        let oldPID = try await sd.mainPID()
-        let cursor = try await sd.container.journalCursor()
 
         let load = Task { try await Self.lookups(sd, client, seconds: 8) }
         try await Task.sleep(for: .seconds(2))
@@ -213,10 +241,7 @@ struct RestartSystemdTests {
         // At once, before any OTP node's 2 s retry: all three, with their creations.
         try await Self.expectKept(sd, nodes, client, before: before)
         let lookups = try await load.value
-        print(
-            "RestartSystemdTests: systemctl restart took \(switchTime) (grace 2 s included); lookups under load: "
-                + "ok=\(lookups["ok"] ?? "?") failed=\(Self.failures(lookups)) p99_us=\(lookups["p99_us"] ?? "?") max_us=\(lookups["max_us"] ?? "?")"
-        )
+        Self.report("systemctl restart took (grace 2 s included)", switchTime, lookups)
         #expect(Self.failures(lookups) == 0, "\(lookups)")
         #expect((Int(lookups["ok"] ?? "") ?? 0) > 0, "\(lookups)")
 
@@ -244,15 +269,8 @@ struct RestartSystemdTests {
         "2. kill -9 of the main PID (Restart=on-failure): nothing lost; lookups in flight at the kill are the only failures"
     )
     func crash() async throws {
-        let sd = try Self.fixture()
-        try await sd.ensureServing()
-        let nodes = try await sd.nodes()
-        let client = try RawClient(prefix: "sd_crash", epmdPort: sd.epmdPort)
-        _ = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) { try await Self.stored(sd) == 4 }
-        let before = try await Self.creations(sd)
-        let oldPID = try await sd.mainPID()
-        let cursor = try await sd.container.journalCursor()
-
+        let scene = try await Self.scene("sd_crash")
+        let (sd, client, oldPID) = (scene.sd, scene.client, scene.oldPID)
         let load = Task { try await Self.lookups(sd, client, seconds: 8) }
         try await Task.sleep(for: .seconds(2))
         let clock = ContinuousClock()
@@ -266,15 +284,12 @@ struct RestartSystemdTests {
         }
         let switchTime = started.duration(to: clock.now)
         #expect(back != nil, "not running again: \(state)")
-        try await Self.expectKept(sd, nodes, client, before: before)
+        try await Self.expectKept(sd, scene.nodes, client, before: scene.before)
         let lookups = try await load.value
-        print(
-            "RestartSystemdTests: kill -9 to running again \(switchTime) (RestartSec=1s included); lookups under load: "
-                + "ok=\(lookups["ok"] ?? "?") failed=\(Self.failures(lookups)) p99_us=\(lookups["p99_us"] ?? "?") max_us=\(lookups["max_us"] ?? "?")"
-        )
+        Self.report("kill -9 to running again (RestartSec=1s included)", switchTime, lookups)
         // Only a lookup the killed process had accepted and not answered can fail: one per thread at most.
         #expect(Self.failures(lookups) <= 4, "\(lookups)")
-        let journal = await Self.journal(sd, after: cursor)
+        let journal = await Self.journal(sd, after: scene.cursor)
         #expect(journal.contains("fd store: restored 3 registrations"), "\(journal)")
         #expect(try await Self.stored(sd) == 4)
     }
@@ -285,15 +300,9 @@ struct RestartSystemdTests {
         "2b. systemctl reload (SIGUSR2: the gateway hands over to its own binary) under lookup load: nothing lost, no failed lookup, no restart counted"
     )
     func reload() async throws {
-        let sd = try Self.fixture()
-        try await sd.ensureServing()
-        let nodes = try await sd.nodes()
-        let client = try RawClient(prefix: "sd_reload", epmdPort: sd.epmdPort)
-        _ = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(200)) { try await Self.stored(sd) == 4 }
-        let before = try await Self.creations(sd)
-        let oldPID = try await sd.mainPID()
+        let scene = try await Self.scene("sd_reload")
+        let (sd, nodes, client, before, oldPID) = (scene.sd, scene.nodes, scene.client, scene.before, scene.oldPID)
         let restartsBefore = try await sd.container.show(Self.service, ["NRestarts"])["NRestarts"]
-        let cursor = try await sd.container.journalCursor()
 
         let load = Task { try await Self.lookups(sd, client, seconds: 8) }
         try await Task.sleep(for: .seconds(2))
@@ -317,12 +326,9 @@ struct RestartSystemdTests {
         #expect(oldGone != nil, "the old process \(oldPID) still runs")
         try await Self.expectKept(sd, nodes, client, before: before)
         let lookups = try await load.value
-        print(
-            "RestartSystemdTests: systemctl reload to the successor running \(switchTime); lookups under load: "
-                + "ok=\(lookups["ok"] ?? "?") failed=\(Self.failures(lookups)) p99_us=\(lookups["p99_us"] ?? "?") max_us=\(lookups["max_us"] ?? "?")"
-        )
+        Self.report("systemctl reload to the successor running", switchTime, lookups)
         #expect(Self.failures(lookups) == 0, "\(lookups)")
-        let journal = await Self.journal(sd, after: cursor)
+        let journal = await Self.journal(sd, after: scene.cursor)
         #expect(journal.contains("handed over to PID"), "\(journal)")
         let history = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/v1/events/history"])
         #expect(history.body.contains("\"method\":\"handover\""), "\(history.body.suffix(2000))")
