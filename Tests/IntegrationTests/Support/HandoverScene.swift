@@ -220,6 +220,7 @@ final class LookupLoad: @unchecked Sendable {
         self.process.arguments = [
             "port2", "--port", String(port), "--name", name, "--expect-port", String(expectPort), "--threads", "4",
             "--seconds", String(seconds), "--warmup", "0", "--max-ops", "5000000", "--timeout-ms", "10000",
+            "--src", "127.0.0.2",  // away from the TIME_WAIT ports other tests leave on 127.0.0.1, as scripts/bench
         ]
         try self.process.logOutput(to: self.output)
         try self.process.runUnmasked()
