@@ -182,7 +182,9 @@ struct HandoverTests {
             try Command.run(
                 setpriv,
                 [
-                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", TestBinary.url.path, "-port",
+                    // Without the sanitizer's options: their log_path is a directory `nobody` cannot write.
+                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/env", "-u", "ASAN_OPTIONS",
+                    "-u", "TSAN_OPTIONS", "-u", "LSAN_OPTIONS", "-u", "UBSAN_OPTIONS", TestBinary.url.path, "-port",
                     String(scene.gateway.port), "--no-http", "--handover-socket", scene.socketPath, "--takeover",
                 ],
                 timeout: 20
