@@ -75,9 +75,12 @@ public enum EPMDApplication {
             let client = try HandoverClient.connect(path: path)
             let (restoration, predecessor) = try client.receive()
             // Started by SIGUSR2 under systemd: the predecessor was the process systemd started, and
-            // this one speaks for the service from now on (it becomes MAINPID).
-            if environment["SYSTEMD_EXEC_PID"].flatMap({ Int32($0) }) == predecessor {
-                environment["SYSTEMD_EXEC_PID"] = String(ProcessControl.processID)
+            // this one speaks for the service from now on (it becomes MAINPID), the watchdog's pings
+            // included: systemd named the predecessor in WATCHDOG_PID, and a successor that honoured that
+            // sent none and was killed by the watchdog seconds after the hand-over.
+            for key in ["SYSTEMD_EXEC_PID", "WATCHDOG_PID"]
+            where environment[key].flatMap({ Int32($0) }) == predecessor {
+                environment[key] = String(ProcessControl.processID)
             }
             logger.notice(
                 "taking over from PID \(predecessor): \(restoration.registry.nodes.count) registrations, \(restoration.connections.count) connections"
