@@ -251,6 +251,8 @@ extension FDStore {
         gateway.addReadinessDetail { [weak store] in store?.readinessLine() }
         // A hand-over passes the journal on (`state-journal`): the successor journals in the same file.
         gateway.provideStateJournal { [weak store] in store?.journalDescriptor }
+        // What the store holds outlives a `systemctl restart`: no unregistration at the exit.
+        gateway.keepAtExit { [weak store] connection in store?.keeps(connection) ?? false }
         return store
     }
 }

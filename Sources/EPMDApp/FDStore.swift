@@ -19,7 +19,9 @@ import Musl
 /// - the registry state is an ``FDStoreJournal`` in a memory file stored once as `FDNAME=state`,
 ///   current after every change;
 /// - an unregistration is journaled and sent as `FDSTOREREMOVE=1` (systemd keeps a socket whose peer
-///   only sent FIN), except those of our own shutdown (`.shutdown`): those are what a restart keeps;
+///   only sent FIN); at our own shutdown what the store holds is not unregistered at all (``keeps(_:)``,
+///   `EPMDServer.keepAtExit`: no `unregistered` event that the next process's `restarted` would
+///   contradict), and what it does not hold is not journaled (`.shutdown`);
 /// - a store that is disabled or full fails silently, so it is probed: one end of a socketpair is
 ///   stored, and if systemd dropped it the other end sees POLLHUP once a `BARRIER=1` came back. The
 ///   probe runs at start and whenever the stored count passes the known limit (`$FDSTORE` from systemd
@@ -165,6 +167,12 @@ public final class FDStore: Sendable {
                 restored: inner.restored
             )
         }
+    }
+
+    /// Whether the registration of `connection` is in the store (sent, or queued to be sent): it
+    /// outlives this process unless the service stops.
+    public func keeps(_ connection: ConnectionID) -> Bool {
+        self.inner.withLock { $0.condition != .disabled && $0.stored.contains(connection) }
     }
 
     /// The journal's descriptor, for a hand-over to pass on (`state-journal`): the new process gives it

@@ -350,6 +350,10 @@ extension Gateway {
     public func provideStateJournal(_ descriptor: @escaping @Sendable () -> Int32?) {
         self.handover?.provideStateJournal(descriptor)
     }
+
+    /// Which registrations outlive the process at a shutdown (kept in systemd's fd store): closed without
+    /// an unregistration (``EPMDServer/keepAtExit(_:)``).
+    func keepAtExit(_ keeps: @escaping @Sendable (ConnectionID) -> Bool) { self.server.keepAtExit(keeps) }
 }
 
 /// The epmd loop's hooks: systemd's notifier (when there is one), and a callback when the loop serves.

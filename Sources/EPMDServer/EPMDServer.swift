@@ -43,6 +43,8 @@ public final class EPMDServer: Sendable {
     let handover: (any EPMDHandoverHandler)?
     /// Forced unregistrations posted to the loop (`EPMDServer+Admin.swift`).
     let adminRequests = AdminRequestQueue()
+    /// Which registrations outlive this process (``keepAtExit(_:)``).
+    private let exitKeeper = Mutex<(@Sendable (ConnectionID) -> Bool)?>(nil)
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
     public let boundPort: UInt16
@@ -120,6 +122,21 @@ public final class EPMDServer: Sendable {
         var loop = try EventLoop(server: self)
         for snapshot in snapshots { loop.adopt(snapshot) }
         return loop.run()
+    }
+
+    /// Sets what decides, at a shutdown (SIGTERM, SIGINT, `shutdown()`), whether a registration outlives
+    /// this process: systemd's fd store keeps its socket for the next one. Such a registration is closed
+    /// without an unregistration (no `unregistered` event for watchers, no history entry, no count),
+    /// which the next process's `restarted` event would contradict. After a KILL_REQ every registration
+    /// ends as usual. Call before `run()`; safe from any thread.
+    public func keepAtExit(_ keeps: @escaping @Sendable (ConnectionID) -> Bool) {
+        self.exitKeeper.withLock { $0 = keeps }
+    }
+
+    /// Whether the registration of connection `id` outlives this process (the loop's teardown).
+    func keptAtExit(_ id: ConnectionID) -> Bool {
+        guard let keeps = self.exitKeeper.withLock({ $0 }) else { return false }
+        return keeps(id)
     }
 
     var isShutdownRequested: Bool { self.shutdownRequested.load(ordering: .acquiring) }

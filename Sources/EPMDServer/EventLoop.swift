@@ -135,13 +135,23 @@ struct EventLoop {
         self.expireTimers()
     }
 
-    /// Closes every connection (ending their registrations) and the loop's own descriptors. After a
-    /// hand-over no connection is left (all were exported) and the listeners live on in the successor:
-    /// closing our copies does not touch them.
+    /// Closes every connection and the loop's own descriptors. A registration ends with its connection,
+    /// unless a shutdown leaves it to the next process (systemd's fd store: ``EPMDServer/keepAtExit(_:)``).
+    /// After a hand-over no connection is left (all were exported) and the listeners live on in the
+    /// successor: closing our copies does not touch them.
     mutating func teardown() {
+        let leaving = self.exitReason == nil || self.exitReason == .shutdown
+        var kept = 0
         for case let connection? in self.slots {
+            if leaving, connection.registration != nil, self.server.keptAtExit(connection.id) {
+                // Not unregistered: the socket lives on in the store, and the next process serves it.
+                connection.registration = nil
+                self.registeredByID.removeValue(forKey: connection.id)
+                kept += 1
+            }
             self.close(connection, reason: .shutdown)
         }
+        if kept > 0 { self.logger.info("\(kept) registrations left to the next process (fd store)") }
         for fd in self.server.listeners { System.close(fd) }
         if self.signalFD >= 0 { System.close(self.signalFD) }
         if self.reserveFD >= 0 { System.close(self.reserveFD) }

@@ -80,14 +80,16 @@ final class HAProxyProcess: @unchecked Sendable {
 
     /// The configuration: `server` at 127.0.0.1:`serverPort` (nothing listens there, no traffic goes
     /// there: the backend has no frontend), checked with `GET /v1/nodes/NODE/health` on
-    /// 127.0.0.1:`checkPort` every 200 ms, DOWN after 2 failed checks, UP after 1 good one.
+    /// 127.0.0.1:`checkPort` every 200 ms, DOWN after 2 failed checks, UP after 1 good one; a check not
+    /// answered within `checkTimeout` fails.
     static func configuration(
         socketPath: String,
         backend: String,
         server: String,
         serverPort: UInt16,
         checkPort: UInt16,
-        nodeName: String
+        nodeName: String,
+        checkTimeout: String
     ) -> String {
         """
         global
@@ -100,7 +102,7 @@ final class HAProxyProcess: @unchecked Sendable {
             timeout connect 500ms
             timeout client 2s
             timeout server 2s
-            timeout check 500ms
+            timeout check \(checkTimeout)
 
         backend \(backend)
             option httpchk
@@ -117,7 +119,8 @@ final class HAProxyProcess: @unchecked Sendable {
         server: String,
         serverPort: UInt16,
         checkPort: UInt16,
-        nodeName: String
+        nodeName: String,
+        checkTimeout: String = "500ms"
     ) async throws -> HAProxyProcess {
         let binary = try ExternalTool.require("haproxy")
         let directory = FileManager.default.temporaryDirectory
@@ -130,7 +133,8 @@ final class HAProxyProcess: @unchecked Sendable {
             server: server,
             serverPort: serverPort,
             checkPort: checkPort,
-            nodeName: nodeName
+            nodeName: nodeName,
+            checkTimeout: checkTimeout
         )
         try Data(text.utf8).write(to: configURL)
 

@@ -352,6 +352,118 @@ struct RestartSystemdTests {
         try await Self.expectKept(sd, nodes, client, before: before)
     }
 
+    // MARK: 2c. Watchers: HAProxy and an event stream
+
+    /// The three ways the service changes process, each ending with a new main PID serving.
+    private enum Switch: String, CaseIterable {
+        case restart = "systemctl restart"
+        case reload = "systemctl reload"
+        case crash = "kill -9"
+
+        /// The method its `restarted` event names.
+        var method: String { self == .reload ? "handover" : "fdstore" }
+    }
+
+    /// Performs `change` and waits (at most 20 s) until a main PID other than `oldPID` is running.
+    private static func perform(_ change: Switch, _ sd: RealSystemd, oldPID: Int32) async throws {
+        switch change {
+        case .restart: try await sd.container.check("systemctl restart \(Self.service)")
+        case .reload: try await sd.container.check("systemctl reload \(Self.service)")
+        case .crash: try await sd.container.check("kill -9 \(oldPID)")
+        }
+        var state: [String: String] = [:]
+        let running = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(50)) {
+            state = try await sd.container.show(Self.service, ["MainPID", "ActiveState", "SubState"])
+            return state["ActiveState"] == "active" && state["SubState"] == "running"
+                && state["MainPID"] != String(oldPID) && state["MainPID"] != "0"
+        }
+        try #require(running != nil, "\(change.rawValue): no new main PID running: \(state)")
+    }
+
+    @Test(
+        "2c. a real HAProxy checking /v1/nodes/NAME/health never marks the node DOWN, and an SSE watcher that resumes with Last-Event-ID sees one restarted event and no unregistered, through restart, reload and kill -9"
+    )
+    func watchers() async throws {
+        let scene = try await Self.scene("sd_watched")
+        let (sd, nodes, client) = (scene.sd, scene.nodes, scene.client)
+        let watched = [nodes.0.name, nodes.1.name, client.name]
+        // Checked every 200 ms, DOWN after 2 failures in a row. The HTTP socket stays open in systemd
+        // while no process serves it, so a check made in the gap waits in its backlog and is answered by
+        // the new process: `timeout check` must exceed the gap (kill -9: RestartSec=1s and the start).
+        let haproxy = try await HAProxyProcess.start(
+            backend: "epmd_nodes",
+            server: "s1",
+            serverPort: try FreePort.next(),
+            checkPort: sd.httpPort,
+            nodeName: nodes.0.name,
+            checkTimeout: "3s"
+        )
+        defer { haproxy.kill() }
+        let up = try await haproxy.waitFor(status: "UP", checkCode: "200", within: .seconds(10))
+        try #require(up != nil, "HAProxy not UP before the restarts: \(haproxy.report)")
+        let rowBefore = try haproxy.serverRow()
+
+        var watcher = try CurlStream("http://127.0.0.1:\(sd.httpPort)/v1/events", seconds: 120)
+        defer { watcher.stop() }
+        try await watcher.wait(for: "event: reset")
+        var oldPID = scene.oldPID
+        let clock = ContinuousClock()
+        for change in Switch.allCases {
+            let started = clock.now
+            try await Self.perform(change, sd, oldPID: oldPID)
+            let switchTime = started.duration(to: clock.now)
+            oldPID = try await sd.mainPID()
+            try await Self.expectKept(sd, nodes, client, before: scene.before)
+            // The old process ends its streams when it exits; the watcher then resumes on the new one
+            // with the last id it saw, as an EventSource does.
+            let ended = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(50)) {
+                !watcher.process.isRunning
+            }
+            #expect(ended != nil, "\(change.rawValue): the old process's stream is still open")
+            watcher.stop()
+            let seen = watcher.frames
+            let churn = seen.filter { frame in
+                (frame.event == "unregistered" || frame.event == "registered")
+                    && watched.contains { frame.data.contains("\"\($0)\"") }
+            }
+            #expect(churn.isEmpty, "\(change.rawValue): the restored nodes came and went: \(churn)")
+            let lastID = try #require(seen.last?.id, "\(change.rawValue): no event id on the stream: \(watcher.text)")
+            watcher = try CurlStream(
+                "http://127.0.0.1:\(sd.httpPort)/v1/events",
+                seconds: 120,
+                headers: ["Last-Event-ID: \(lastID)"]
+            )
+            try await watcher.wait(for: "event: restarted")
+            let resumed = watcher.frames
+            #expect(
+                resumed.first.map { $0.event == "restarted" && $0.id == lastID + 1 } == true,
+                "\(change.rawValue): resumed after \(lastID): \(watcher.text)"
+            )
+            #expect(
+                resumed.first?.data.contains("\"method\":\"\(change.method)\"") == true,
+                "\(change.rawValue): \(watcher.text)"
+            )
+            #expect(resumed.filter { $0.event == "restarted" }.count == 1, "\(change.rawValue): \(watcher.text)")
+            #expect(!watcher.text.contains("event: reset"), "\(change.rawValue): \(watcher.text)")
+            print(
+                "RestartSystemdTests: 2c \(change.rawValue): new main PID in \(switchTime); the watcher saw "
+                    + "\(seen.count) frames, no unregistered; resumed after id \(lastID): \(resumed.first?.event ?? "?") "
+                    + "id \(resumed.first.map { String($0.id) } ?? "?")"
+            )
+        }
+
+        // HAProxy checked all along: UP, and never a transition to DOWN.
+        let row = try haproxy.serverRow()
+        let failed = (Int(row["chkfail"] ?? "") ?? 0) - (Int(rowBefore["chkfail"] ?? "") ?? 0)
+        print(
+            "RestartSystemdTests: HAProxy through restart, reload and kill -9: status \(row["status"] ?? "?"), \(failed) failed checks, chkdown \(rowBefore["chkdown"] ?? "?") -> \(row["chkdown"] ?? "?")"
+        )
+        #expect(
+            row["status"] == "UP" && row["chkdown"] == rowBefore["chkdown"],
+            "HAProxy marked the node DOWN: \(row) \(haproxy.report)"
+        )
+    }
+
     // MARK: 3. A node dies
 
     @Test("3. a node killed after a restart is unregistered and its socket leaves the store")
@@ -428,19 +540,34 @@ struct RestartSystemdTests {
     // MARK: 5. stop + start
 
     @Test(
-        "5. systemctl stop then start releases the store in systemd 252: the raw client is gone, the OTP nodes come back"
+        "5. systemctl stop then start releases the store in systemd 252: the raw client is gone, the OTP nodes come back, a resuming watcher gets a reset"
     )
     func stopStart() async throws {
         let sd = try Self.fixture()
         try await sd.ensureServing()
         _ = try await sd.nodes()
         let client = try RawClient(prefix: "sd_stopstart", epmdPort: sd.epmdPort)
+        let history = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/v1/events/history"])
+        let generation = try #require(
+            (try? JSONSerialization.jsonObject(with: Data(history.body.utf8)) as? [String: Any])?["generation"]
+                as? NSNumber,
+            "\(history)"
+        )
         try await sd.container.check("systemctl stop \(Self.service) && systemctl start \(Self.service)")
         #expect(client.closedByServer(within: 5000), "systemd kept the raw client's socket across stop/start")
         // OTP 24+ nodes register again within about 2 s; the raw client never does.
         _ = try await sd.nodes()
         let names = try await WireClient.names(port: sd.epmdPort).text
         #expect(!names.contains("name \(client.name) at port "), "\(names)")
+        // A watcher resuming from the old table gets a reset (the whole new table), not a replay.
+        let resumed = try await Curl.run(
+            ["-H", "Last-Event-ID: \(generation)", "http://127.0.0.1:\(sd.httpPort)/v1/events?follow=false"]
+        )
+        #expect(
+            resumed.body.contains("event: reset\n") && !resumed.body.contains("event: restarted"),
+            "\(resumed.body)"
+        )
+        #expect(!resumed.body.contains("\"\(client.name)\""), "\(resumed.body)")
         #expect(try await Self.stored(sd) == 3)
     }
 
