@@ -495,6 +495,61 @@ struct RestartSystemdTests {
         #expect(removed != nil, "NFileDescriptorStore \(count.map(String.init) ?? "none"), expected 3")
     }
 
+    // MARK: 3b. A node dies while no process serves
+
+    @Test(
+        "3b. nodes that die while the service is down (after kill -9, before Restart= starts it again) are unregistered by the new process and leave the store"
+    )
+    func nodeDiesInTheGap() async throws {
+        let scene = try await Self.scene("sd_gap")
+        let (sd, nodes, client) = (scene.sd, scene.nodes, scene.client)
+        let mortal = try await ErlangNode.start(
+            name: NodeNames.unique("sd_gapnode"),
+            cookie: sd.cookie,
+            epmdPort: sd.epmdPort
+        )
+        defer { mortal.kill() }
+        _ = try await mortal.waitUntilRegistered(epmdPort: sd.epmdPort)
+        var count: Int?
+        let stored = try await Poll.until(timeout: .seconds(15), interval: .milliseconds(100)) {
+            count = try await Self.stored(sd)
+            return count == 5
+        }
+        try #require(stored != nil, "NFileDescriptorStore \(count.map(String.init) ?? "none"), expected 5")
+
+        try await sd.container.check("kill -9 \(scene.oldPID)")
+        // In the gap (RestartSec=1s): the erl node is killed, and the raw client only sends FIN. Only
+        // systemd's store holds the other ends now.
+        #expect(mortal.kill(), "erl still running 5 s after SIGKILL")
+        shutdown(client.fd, Int32(SHUT_WR))
+        let state = try await sd.container.show(Self.service, ["MainPID", "SubState"])
+        #expect(state["SubState"] == "auto-restart", "not in the restart gap when the nodes died: \(state)")
+
+        var names = ""
+        let gone = try await Poll.until(timeout: .seconds(20), interval: .milliseconds(100)) {
+            names = (try? await WireClient.names(port: sd.epmdPort).text) ?? ""
+            return names.contains("name \(nodes.0.name) at port ") && !names.contains("name \(mortal.name) at port ")
+                && !names.contains("name \(client.name) at port ")
+        }
+        #expect(gone != nil, "after the restart: \(names)")
+        #expect(try await sd.mainPID() != scene.oldPID)
+        #expect(client.closedByServer(within: 5000), "the half-closed raw client's connection stays open")
+        // FDSTOREREMOVE for both: the journal and the two erl nodes are left.
+        let removed = try await Poll.until(timeout: .seconds(5), interval: .milliseconds(100)) {
+            count = try await Self.stored(sd)
+            return count == 3
+        }
+        #expect(removed != nil, "NFileDescriptorStore \(count.map(String.init) ?? "none"), expected 3")
+        let after = try await Self.creations(sd)
+        #expect(after[nodes.0.name] == scene.before[nodes.0.name] && after[nodes.1.name] == scene.before[nodes.1.name])
+        let history = try await Curl.run(["http://127.0.0.1:\(sd.httpPort)/v1/events/history"]).body
+        #expect(history.contains("\"\(mortal.name)\""), "\(history.suffix(3000))")
+        let restarted = history.range(of: "\"type\":\"restarted\"", options: .backwards)
+        let unregistered = history.range(of: "\"type\":\"unregistered\"", options: .backwards)
+        let ordered = restarted.flatMap { first in unregistered.map { first.lowerBound < $0.lowerBound } }
+        #expect(ordered == true, "no unregistration after the restarted event: \(history.suffix(3000))")
+    }
+
     // MARK: 4. The store disabled
 
     @Test("4. FileDescriptorStoreMax=0: reported in /readyz?verbose and metrics; a restart then loses the raw client")
