@@ -516,6 +516,8 @@ struct RestartSystemdTests {
             return count == 5
         }
         try #require(stored != nil, "NFileDescriptorStore \(count.map(String.init) ?? "none"), expected 5")
+        // Registered 2 s before it dies: a lifetime counted from the restore would be about 1 s.
+        try await Task.sleep(for: .seconds(2))
 
         try await sd.container.check("kill -9 \(scene.oldPID)")
         // In the gap (RestartSec=1s): the erl node is killed, and the raw client only sends FIN. Only
@@ -548,6 +550,14 @@ struct RestartSystemdTests {
         let unregistered = history.range(of: "\"type\":\"unregistered\"", options: .backwards)
         let ordered = restarted.flatMap { first in unregistered.map { first.lowerBound < $0.lowerBound } }
         #expect(ordered == true, "no unregistration after the restarted event: \(history.suffix(3000))")
+        // Its lifetime runs from its registration with the old process, not from the restore.
+        let events = (try? JSONSerialization.jsonObject(with: Data(history.utf8)) as? [String: Any])?["events"]
+        let lifetime =
+            (events as? [[String: Any]])?.last { event in
+                event["type"] as? String == "unregistered"
+                    && (event["node"] as? [String: Any])?["name"] as? String == mortal.name
+            }?["lifetimeSeconds"] as? NSNumber
+        #expect((lifetime?.doubleValue ?? 0) >= 2.0, "lifetime \(String(describing: lifetime)), reset by the restore?")
     }
 
     // MARK: 4. The store disabled
