@@ -7,7 +7,8 @@
 ///   listeners, the loop's epoll, signalfd, eventfds and spare descriptor, libmicrohttpd's listener,
 ///   epoll and wake-up descriptors). Kept: 64, for up to 16 epmd listeners, syslog, the systemd
 ///   notify socket, `/proc` reads at scrape time and TLS files, plus 2 per HTTP thread (its epoll
-///   and its wake-up descriptor).
+///   and its wake-up descriptor); under systemd with the fd store, also `FDStore.sendingLimit` for the
+///   copies of registration sockets waiting to be sent to it.
 /// - `http`: `--http-connections`, or derived: 1/32 of what is left, at least 32 and at most 1024
 ///   (and at most half of what is left).
 /// - `epmd`: `--max-connections`, or derived: everything else.
@@ -45,11 +46,14 @@ public struct DescriptorBudget: Equatable, Sendable {
     /// - Parameters:
     ///   - limit: the soft RLIMIT_NOFILE (`System.descriptorLimit()`).
     ///   - options: `--max-connections`, `--http-connections`, `--http-threads`, `--no-http`.
+    ///   - extraReserve: more to keep for the daemon (the fd store's send queue).
     /// - Throws: ``DescriptorBudgetError`` when values given explicitly do not fit.
-    public init(limit: Int, options: EPMDOptions) throws(DescriptorBudgetError) {
+    public init(limit: Int, options: EPMDOptions, extraReserve: Int = 0) throws(DescriptorBudgetError) {
         let limit = min(max(limit, 0), Int(Int32.max))
         let httpEnabled = options.httpEnabled
-        let reserve = Self.baseReserve + (httpEnabled ? Self.descriptorsPerHTTPThread * max(options.httpThreads, 1) : 0)
+        let reserve =
+            Self.baseReserve + max(extraReserve, 0)
+            + (httpEnabled ? Self.descriptorsPerHTTPThread * max(options.httpThreads, 1) : 0)
         let available = max(limit - reserve, 0)
         let explicitHTTP = httpEnabled ? options.httpConnections : nil
         let http: Int

@@ -217,6 +217,7 @@ extension FDStore {
     ///   - restored: what ``restore(sockets:options:logger:send:)`` gave.
     ///   - adoptingJournal: a hand-over's `state-journal` (`Restoration.stateJournal`).
     ///   - logger: where the store logs.
+    ///   - sendingLimit: the most socket copies queued for systemd at once (tests lower it).
     /// - Returns: the store, or nil when it is not used.
     @discardableResult
     public static func attach(
@@ -224,7 +225,8 @@ extension FDStore {
         environment: [String: String],
         restored: Restored?,
         adoptingJournal: Int32? = nil,
-        logger: Logger
+        logger: Logger,
+        sendingLimit: Int = FDStore.sendingLimit
     ) -> FDStore? {
         let configuration = self.configuration(environment: environment)
         let notifies = Systemd.notifies(systemdOption: gateway.options.systemd, environment: environment)
@@ -240,6 +242,7 @@ extension FDStore {
                 limit: configuration.limit,
                 logger: logger,
                 metrics: metrics,
+                sendingLimit: sendingLimit,
                 send: self.notifySender(environment: environment)
             )
         } catch {
@@ -250,7 +253,13 @@ extension FDStore {
         store.start(registry: gateway.registry, restored: restored, adoptingJournal: adoptingJournal)
         gateway.addReadinessDetail { [weak store] in store?.readinessLine() }
         // A hand-over passes the journal on (`state-journal`): the successor journals in the same file.
-        gateway.provideStateJournal { [weak store] in store?.journalDescriptor }
+        // Called on the loop's thread before the sockets go: what waits for room in the send queue is
+        // queued first (the successor stores nothing it adopts).
+        gateway.provideStateJournal { [weak store] in
+            store?.queueAllWaiting()
+            return store?.journalDescriptor
+        }
+        gateway.addLoopTimer(store)
         // What the store holds outlives a `systemctl restart`: no unregistration at the exit.
         gateway.keepAtExit { [weak store] connection in store?.keeps(connection) ?? false }
         return store

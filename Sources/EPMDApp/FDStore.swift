@@ -65,6 +65,14 @@ public final class FDStore: Sendable {
     public static let maximumStored = 24_575
     /// How long the probe waits for systemd's barrier, milliseconds.
     static let probeTimeout: Int32 = 5000
+    /// The most copies of registration sockets held for the sender at once. systemd 252 takes a stored
+    /// descriptor in time that grows with what it holds (O(n) each), so a burst of registrations
+    /// outruns it: unbounded, every one held a second descriptor until sent, and a burst of 19,000
+    /// under a 20,000-descriptor limit ran out at 10,702. The rest wait (no descriptor) and are queued as
+    /// room frees. `DescriptorBudget` keeps this many for it.
+    public static let sendingLimit = 128
+    /// How often the loop queues waiting registrations while some wait, nanoseconds.
+    static let refillInterval: UInt64 = 5_000_000
 
     private struct Inner {
         var journal: FDStoreJournal?
@@ -81,6 +89,30 @@ public final class FDStore: Sendable {
         /// Store names are slots (``Systemd/storeName(slot:)``): freed ones are reused, so names stay short.
         var freeSlots: [Int] = []
         var nextSlot = 0
+        /// Copies of registration sockets in the sender's queue (at most ``FDStore/sendingLimit``, but for
+        /// a hand-over or the exit, which queue every waiting one).
+        var sending = 0
+        /// Registrations counted in `stored` whose socket is not queued yet: no room among the copies.
+        /// Their descriptors are the loop's own; only the loop's thread queues them (then they are open).
+        var waiting: [ConnectionID: (fd: Int32, name: String)] = [:]
+        /// `waiting`'s order (ids no longer waiting are skipped).
+        var waitingOrder: [ConnectionID] = []
+        var waitingHead = 0
+
+        /// Takes the oldest waiting registration, counting its copy as sending.
+        mutating func takeWaiting() -> (id: ConnectionID, fd: Int32, name: String)? {
+            while self.waitingHead < self.waitingOrder.count {
+                let id = self.waitingOrder[self.waitingHead]
+                self.waitingHead += 1
+                if let entry = self.waiting.removeValue(forKey: id) {
+                    self.sending += 1
+                    return (id, entry.fd, entry.name)
+                }
+            }
+            self.waitingOrder.removeAll(keepingCapacity: true)
+            self.waitingHead = 0
+            return nil
+        }
 
         mutating func takeSlot() -> Int {
             if let slot = self.freeSlots.popLast() { return slot }
@@ -107,6 +139,10 @@ public final class FDStore: Sendable {
     private let warnings = LogRateLimiter(reasons: 4, intervalSeconds: 60)
     /// The last probe's thread (joined before the next one starts: it has ended by then).
     private let probeThread = Mutex<PosixThread?>(nil)
+    /// ``sendingLimit``, or a test's.
+    private let sendingLimit: Int
+    /// When the loop last queued waiting registrations (``timerFired(now:)``).
+    private let lastRefill = Atomic<UInt64>(0)
 
     /// - Parameters:
     ///   - limit: the store's limit if known (`$FDSTORE`, ``limitVariable``).
@@ -114,13 +150,16 @@ public final class FDStore: Sendable {
     ///   - metrics: the `epmd_fdstore_*` series, if exported.
     ///   - send: sends one message with descriptors to systemd (`NOTIFY_SOCKET`, blocking at most a
     ///     few seconds); false when it failed.
+    ///   - sendingLimit: the most socket copies queued at once (``sendingLimit``).
     /// - Throws: `SystemError` when the sender's thread cannot be started.
     public init(
         limit: Int?,
         logger: Logger,
         metrics: FDStoreMetrics?,
+        sendingLimit: Int = FDStore.sendingLimit,
         send: @escaping @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool
     ) throws(SystemError) {
+        self.sendingLimit = max(sendingLimit, 1)
         self.sender = try FDStoreSender(send: send)
         var inner = Inner()
         inner.limit = limit.map { min($0, Self.maximumStored + 1) } ?? (Self.maximumStored + 1)
@@ -171,8 +210,25 @@ public final class FDStore: Sendable {
 
     /// Whether the registration of `connection` is in the store (sent, or queued to be sent): it
     /// outlives this process unless the service stops.
+    /// One still waiting for room is queued now (the loop's teardown calls this with it open).
     public func keeps(_ connection: ConnectionID) -> Bool {
-        self.inner.withLock { $0.condition != .disabled && $0.stored.contains(connection) }
+        let (kept, waiting) = self.inner.withLock { inner -> (Bool, (fd: Int32, name: String)?) in
+            guard inner.condition != .disabled, inner.stored.contains(connection) else { return (false, nil) }
+            guard let entry = inner.waiting.removeValue(forKey: connection) else { return (true, nil) }
+            inner.sending += 1
+            return (true, entry)
+        }
+        guard let waiting else { return kept }
+        return self.queue(connection, fd: waiting.fd, name: waiting.name)
+    }
+
+    /// Queues every registration still waiting for room, whatever the bound: a hand-over passes the
+    /// sockets on and closes them (call on the loop's thread, where they are open).
+    public func queueAllWaiting() {
+        while let next = self.inner.withLock({ $0.takeWaiting() }) {
+            self.queue(next.id, fd: next.fd, name: next.name)
+        }
+        self.publish()
     }
 
     /// The journal's descriptor, for a hand-over to pass on (`state-journal`): the new process gives it
@@ -278,6 +334,7 @@ public final class FDStore: Sendable {
         case .restarted:
             self.compact(registry: registry)
         }
+        self.refill()
     }
 
     private func registered(_ node: RegisteredNode, eventID: UInt64, registry: NodeRegistry) {
@@ -323,16 +380,49 @@ public final class FDStore: Sendable {
             if probe { self.startProbe() }
         case .store:
             // Counted as stored now; the sender's thread takes it back if the message cannot be sent.
-            self.inner.withLock { _ = $0.stored.insert(node.connection) }
-            self.sender.enqueue("FDSTORE=1\nFDNAME=\(name)", duplicating: node.fd) { [weak self] sent in
-                guard !sent, let self else { return }
-                self.inner.withLock { _ = $0.stored.remove(node.connection) }
-                self.fail("send", "cannot send a registration to systemd's fd store")
-                self.publish()
+            // Behind the ones waiting, or when the sender holds its limit of copies, it waits too.
+            let queueNow = self.inner.withLock { inner -> Bool in
+                inner.stored.insert(node.connection)
+                guard inner.waiting.isEmpty, inner.sending < self.sendingLimit else {
+                    inner.waiting[node.connection] = (node.fd, name)
+                    inner.waitingOrder.append(node.connection)
+                    return false
+                }
+                inner.sending += 1
+                return true
             }
+            if queueNow { self.queue(node.connection, fd: node.fd, name: name) }
         }
         self.compactIfNeeded(registry: registry)
         self.publish()
+    }
+
+    /// Queues a registration's socket (a copy, counted in `sending` by the caller); the copy is closed
+    /// and the count given back once sent. Returns whether it was queued.
+    @discardableResult
+    private func queue(_ connection: ConnectionID, fd: Int32, name: String) -> Bool {
+        self.sender.enqueue("FDSTORE=1\nFDNAME=\(name)", duplicating: fd) { [weak self] sent in
+            guard let self else { return }
+            self.inner.withLock { inner in
+                inner.sending -= 1
+                if !sent { inner.stored.remove(connection) }
+            }
+            if !sent { self.fail("send", "cannot send a registration to systemd's fd store") }
+            self.publish()
+        }
+    }
+
+    /// Queues waiting registrations while the sender holds fewer than ``sendingLimit`` copies (on the
+    /// loop's thread: their descriptors are open there).
+    private func refill() {
+        var queued = false
+        while let next = self.inner.withLock({ inner -> (id: ConnectionID, fd: Int32, name: String)? in
+            inner.sending < self.sendingLimit ? inner.takeWaiting() : nil
+        }) {
+            self.queue(next.id, fd: next.fd, name: next.name)
+            queued = true
+        }
+        if queued { self.publish() }
     }
 
     private func unregistered(
@@ -345,6 +435,8 @@ public final class FDStore: Sendable {
         let (journaled, removal) = self.inner.withLock { inner -> (Bool, String?) in
             let meta = inner.meta.removeValue(forKey: node.connection)
             let wasStored = inner.stored.remove(node.connection) != nil
+            // Still waiting: never sent, so nothing to remove from the store.
+            let neverSent = inner.waiting.removeValue(forKey: node.connection) != nil
             if inner.condition == .full, let limit = inner.limit, inner.storedTotal < limit {
                 inner.condition = .enabled
             }
@@ -361,7 +453,7 @@ public final class FDStore: Sendable {
             }
             // The slot is free once the removal is sent (below, before any later store of the name).
             if let meta, let slot = Systemd.slot(storeName: meta.fdName) { inner.freeSlots.append(slot) }
-            return (journaled, wasStored || inner.condition != .disabled ? meta?.fdName : nil)
+            return (journaled, !neverSent && (wasStored || inner.condition != .disabled) ? meta?.fdName : nil)
         }
         if !journaled { self.fail("journal", "cannot journal an unregistration") }
         if let removal {
@@ -407,6 +499,8 @@ public final class FDStore: Sendable {
         let status = self.status
         self.metrics?.setStored(status.stored)
         self.metrics?.setEnabled(status.condition == .enabled || status.condition == .probing)
+        let (sending, waiting) = self.inner.withLock { ($0.sending, $0.waiting.count) }
+        self.metrics?.setQueue(sending: sending, waiting: waiting)
     }
 
     // MARK: - Probing
@@ -492,6 +586,7 @@ public final class FDStore: Sendable {
                 if inner.condition == .disabled {
                     // systemd closed whatever it was sent: nothing is stored.
                     inner.stored.removeAll()
+                    inner.waiting.removeAll()
                     inner.journalStored = false
                 }
             case .unknown:
@@ -521,5 +616,21 @@ public final class FDStore: Sendable {
             self.logger.warning("fd store: the probe got no answer (\(why)); assumed enabled")
         }
         self.publish()
+    }
+}
+
+// MARK: - The loop's timer
+
+extension FDStore: GatewayLoopTimer {
+    /// While registrations wait for room in the send queue: every ``refillInterval``.
+    func nextDeadline() -> UInt64? {
+        guard self.inner.withLock({ !$0.waiting.isEmpty }) else { return nil }
+        return self.lastRefill.load(ordering: .relaxed) &+ Self.refillInterval
+    }
+
+    func timerFired(now: UInt64) {
+        guard let due = self.nextDeadline(), due <= now else { return }
+        self.lastRefill.store(now, ordering: .relaxed)
+        self.refill()
     }
 }

@@ -12,7 +12,7 @@ import Musl
 /// default, `net.unix.max_dgram_qlen`), and systemd 252 compares each new stored descriptor with every
 /// one it holds: at 19,000 registrations one `FDSTORE=1` costs it milliseconds. A registration's socket
 /// is duplicated when queued (the loop may close its own copy at once), and the copy is closed once
-/// sent. Each message is retried while systemd's queue stays full (up to about 20 s), then given up.
+/// sent; `FDStore` bounds how many copies are queued (``FDStore/sendingLimit``). Each message is retried while systemd's queue stays full (up to about 20 s), then given up.
 ///
 /// At most ``window`` messages are in systemd's queue at a time: after each window a `BARRIER=1` is
 /// sent and its answer awaited, so that the queue (shared by every service) keeps room for the loop's
@@ -63,14 +63,20 @@ final class FDStoreSender: Sendable {
     deinit { self.stop() }
 
     /// Queues `text`, with a duplicate of `descriptor` (the caller keeps its own); `completion` (on the
-    /// sender's thread) tells whether it was sent. A descriptor that cannot be duplicated fails at once.
-    func enqueue(_ text: String, duplicating descriptor: Int32? = nil, completion: (@Sendable (Bool) -> Void)? = nil) {
+    /// sender's thread) tells whether it was sent. A descriptor that cannot be duplicated, or a stopped
+    /// sender, fails at once: `completion(false)` on the caller's thread, and false returned.
+    @discardableResult
+    func enqueue(
+        _ text: String,
+        duplicating descriptor: Int32? = nil,
+        completion: (@Sendable (Bool) -> Void)? = nil
+    ) -> Bool {
         var copy: Int32?
         if let descriptor {
             let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 3)
             guard duplicate >= 0 else {
                 completion?(false)
-                return
+                return false
             }
             copy = duplicate
         }
@@ -83,9 +89,10 @@ final class FDStoreSender: Sendable {
         guard accepted else {
             if let copy { System.close(copy) }
             completion?(false)
-            return
+            return false
         }
         self.wake.signal()
+        return true
     }
 
     /// Whether every queued message was handled (for tests and the shutdown).

@@ -354,16 +354,32 @@ extension Gateway {
     /// Which registrations outlive the process at a shutdown (kept in systemd's fd store): closed without
     /// an unregistration (``EPMDServer/keepAtExit(_:)``).
     func keepAtExit(_ keeps: @escaping @Sendable (ConnectionID) -> Bool) { self.server.keepAtExit(keeps) }
+
+    /// Runs `timer` on the epmd loop's thread. Call before ``run(whenServing:)``.
+    func addLoopTimer(_ timer: any GatewayLoopTimer) { self.hooks.add(timer) }
 }
 
-/// The epmd loop's hooks: systemd's notifier (when there is one), and a callback when the loop serves.
+/// A timer run on the epmd loop's thread beside systemd's notifier (``Gateway/addLoopTimer(_:)``): the
+/// same contract as `EPMDLoopHooks`' timer (quick, never blocking).
+protocol GatewayLoopTimer: Sendable {
+    /// When ``timerFired(now:)`` is next due (`System.monotonicNanoseconds()` time); nil for never.
+    func nextDeadline() -> UInt64?
+    /// Some timer of the loop's is due: act if this one is.
+    func timerFired(now: UInt64)
+}
+
+/// The epmd loop's hooks: systemd's notifier (when there is one), more timers, and a callback when the
+/// loop serves.
 final class GatewayLoopHooks: EPMDLoopHooks {
     private let notifier: SystemdNotifier?
     private let serving = Mutex<(@Sendable () -> Void)?>(nil)
+    private let timers = Mutex<[any GatewayLoopTimer]>([])
 
     init(notifier: SystemdNotifier?) { self.notifier = notifier }
 
     func whenServing(_ callback: @escaping @Sendable () -> Void) { self.serving.withLock { $0 = callback } }
+
+    func add(_ timer: any GatewayLoopTimer) { self.timers.withLock { $0.append(timer) } }
 
     func loopStarted() {
         self.notifier?.loopStarted()
@@ -374,9 +390,15 @@ final class GatewayLoopHooks: EPMDLoopHooks {
         callback?()
     }
 
-    func nextDeadline() -> UInt64? { self.notifier?.nextDeadline() }
+    func nextDeadline() -> UInt64? {
+        let deadlines = [self.notifier?.nextDeadline()] + self.timers.withLock { $0 }.map { $0.nextDeadline() }
+        return deadlines.compactMap { $0 }.min()
+    }
 
-    func timerFired(now: UInt64) { self.notifier?.timerFired(now: now) }
+    func timerFired(now: UInt64) {
+        self.notifier?.timerFired(now: now)
+        for timer in self.timers.withLock({ $0 }) { timer.timerFired(now: now) }
+    }
 
     func drainBegan(graceSeconds: Int) { self.notifier?.drainBegan(graceSeconds: graceSeconds) }
 }
@@ -427,7 +449,15 @@ extension Gateway {
     ) throws(GatewayError) -> Gateway {
         var built = false
         defer { if !built, let restoration { restoration.closeDescriptors() } }
-        let budget = try self.descriptorBudget(options, logger: logger)
+        // systemd's fd store holds copies of registration sockets until sent: kept out of the epmd share.
+        let storesDescriptors =
+            FDStore.configuration(environment: environment).enabled
+            && Systemd.notifies(systemdOption: options.systemd, environment: environment)
+        let budget = try self.descriptorBudget(
+            options,
+            extraReserve: storesDescriptors ? FDStore.sendingLimit : 0,
+            logger: logger
+        )
         // The HTTP front's files first: a wrong one is reported even when another epmd has the port.
         let security = try HTTPSecurity.load(options)
         let listeners: EPMDServerConfiguration.Listeners
@@ -554,11 +584,12 @@ extension Gateway {
     /// The descriptor budget for the process's limit now; options that do not fit stop the start.
     private static func descriptorBudget(
         _ options: EPMDOptions,
+        extraReserve: Int,
         logger: Logger
     ) throws(GatewayError) -> DescriptorBudget {
         let budget: DescriptorBudget
         do {
-            budget = try DescriptorBudget(limit: System.descriptorLimit(), options: options)
+            budget = try DescriptorBudget(limit: System.descriptorLimit(), options: options, extraReserve: extraReserve)
         } catch {
             throw .cannotStart(error.description)
         }

@@ -5,6 +5,9 @@ import Prometheus
 /// - `epmd_fdstore_enabled`: 1 while the store takes descriptors (the probe found it working and it is
 ///   not full), 0 when it is disabled (`FileDescriptorStoreMax=0`), full, or not in use;
 /// - `epmd_fdstore_stored`: registrations (and the state journal) believed stored now;
+/// - `epmd_fdstore_sending`: copies of registration sockets held until systemd has them (bounded:
+///   `FDStore.sendingLimit`), and `epmd_fdstore_waiting`: registrations waiting for room among them
+///   (they hold no descriptor of their own);
 /// - `epmd_fdstore_failures_total{reason}`: registrations that could not be kept there
 ///   (`disabled`, `full`, `send`: the message could not be sent, `journal`: the state journal could
 ///   not be written);
@@ -21,6 +24,8 @@ public final class FDStoreMetrics: Sendable {
 
     private let enabled: Gauge
     private let stored: Gauge
+    private let sending: Gauge
+    private let waiting: Gauge
     private let failures: [String: Counter]
     private let restores: [String: Counter]
 
@@ -36,6 +41,18 @@ public final class FDStoreMetrics: Sendable {
             descriptor: GatewayMetrics.descriptor(
                 "epmd_fdstore_stored",
                 "Descriptors kept in systemd's fd store now (registrations and the state journal)."
+            )
+        )
+        self.sending = collectors.makeGauge(
+            descriptor: GatewayMetrics.descriptor(
+                "epmd_fdstore_sending",
+                "Copies of registration sockets held until systemd's fd store has them (bounded)."
+            )
+        )
+        self.waiting = collectors.makeGauge(
+            descriptor: GatewayMetrics.descriptor(
+                "epmd_fdstore_waiting",
+                "Registrations waiting for room in the fd store's send queue (no descriptor held)."
             )
         )
         var failures: [String: Counter] = [:]
@@ -67,6 +84,12 @@ public final class FDStoreMetrics: Sendable {
 
     /// Sets `epmd_fdstore_stored`.
     public func setStored(_ count: Int) { self.stored.set(to: Double(count)) }
+
+    /// Sets `epmd_fdstore_sending` and `epmd_fdstore_waiting`.
+    public func setQueue(sending: Int, waiting: Int) {
+        self.sending.set(to: Double(sending))
+        self.waiting.set(to: Double(waiting))
+    }
 
     /// Counts failures; a reason outside ``failureReasons`` is ignored.
     public func failed(_ reason: String, count: Int = 1) {
