@@ -207,6 +207,18 @@ extension FDStore {
         )
     }
 
+    /// The most registrations stored that systemd can still pass back under a descriptor limit of
+    /// `descriptorLimit` (ours, standing in for PID 1's, which the service's cannot exceed): when it
+    /// starts the service, PID 1's child holds what PID 1 holds and moves every stored descriptor into
+    /// place, about two descriptors per stored one. Measured under systemd 252 with a 20,000 limit: 9,930
+    /// stored restart (PID 1 held 9,969); 19,000 fail with "Failed to adjust passed file descriptors: Too
+    /// many open files" (status 202/FDS), the restart counter runs out, and every registration is lost.
+    /// Half of the limit less a margin for PID 1's own (at most 1,024).
+    public static func restartableLimit(descriptorLimit: Int) -> Int {
+        let limit = max(descriptorLimit, 0)
+        return max((limit - min(1024, limit / 8)) / 2, 0)
+    }
+
     /// Everything at start: the fd store is used when systemd gets our notifications and a limit says
     /// it is configured (``configuration(environment:)``), or when a journal came back from it. Makes
     /// the store, counts the restore in metrics, continues or makes the journal, probes, and adds the
@@ -236,10 +248,21 @@ extension FDStore {
         }
         let metrics = FDStoreMetrics(collectors: gateway.metrics.collectors)
         restored?.count(in: metrics)
+        var limit = configuration.limit
+        let descriptors = System.descriptorLimit()
+        let ceiling = self.restartableLimit(descriptorLimit: descriptors)
+        if let configured = limit, configured > ceiling {
+            let message =
+                "fd store: at most \(ceiling) registrations are kept, not \(configured): under a descriptor limit of "
+                + "\(descriptors), systemd could not start the service with more stored (status 202/FDS, "
+                + "everything lost); raise LimitNOFILE= (and PID 1's limit) to keep more"
+            logger.warning("\(message)")
+            limit = ceiling
+        }
         let store: FDStore
         do {
             store = try FDStore(
-                limit: configuration.limit,
+                limit: limit,
                 logger: logger,
                 metrics: metrics,
                 sendingLimit: sendingLimit,

@@ -103,6 +103,17 @@ enum Poll {
         #expect(FDStore.configuration(environment: ["FDSTORE": "0"]) == (false, nil))
     }
 
+    @Test("the store's ceiling under a descriptor limit: what systemd 252 can still pass back (measured)")
+    func restartableLimit() {
+        // 20,000 (this machine's cap): 9,930 stored restarted under the real systemd 252, 19,000 did not.
+        #expect(FDStore.restartableLimit(descriptorLimit: 20_000) == 9_488)
+        // The shipped unit's LimitNOFILE=65536 leaves FileDescriptorStoreMax=24576 as it is.
+        #expect(FDStore.restartableLimit(descriptorLimit: 65_536) == 32_256)
+        #expect(FDStore.restartableLimit(descriptorLimit: 65_536) >= 24_576)
+        #expect(FDStore.restartableLimit(descriptorLimit: 1_024) == 448)
+        #expect(FDStore.restartableLimit(descriptorLimit: 0) == 0)
+    }
+
     @Test(
         "a restart from the store: every registration comes back with its creation, one restarted event, unregistrations are removed from the store, shutdown ones are kept"
     )
