@@ -248,24 +248,23 @@ extension FDStore {
         }
         let metrics = FDStoreMetrics(collectors: gateway.metrics.collectors)
         restored?.count(in: metrics)
-        var limit = configuration.limit
         let descriptors = System.descriptorLimit()
         let ceiling = self.restartableLimit(descriptorLimit: descriptors)
-        if let configured = limit, configured > ceiling {
+        if let configured = configuration.limit, configured > ceiling {
             let message =
                 "fd store: at most \(ceiling) registrations are kept, not \(configured): under a descriptor limit of "
                 + "\(descriptors), systemd could not start the service with more stored (status 202/FDS, "
                 + "everything lost); raise LimitNOFILE= (and PID 1's limit) to keep more"
             logger.warning("\(message)")
-            limit = ceiling
         }
         let store: FDStore
         do {
             store = try FDStore(
-                limit: limit,
+                limit: configuration.limit,
                 logger: logger,
                 metrics: metrics,
                 sendingLimit: sendingLimit,
+                ceiling: ceiling,
                 send: self.notifySender(environment: environment)
             )
         } catch {

@@ -81,6 +81,8 @@ public final class FDStore: Sendable {
         var journalStored = false
         var condition = Condition.probing
         var limit: Int?
+        /// The limit is our own (``maximumStored``, a ceiling), below systemd's: reaching it is not probed.
+        var limitIsOurs = false
         var failures = 0
         var restored = 0
         var probing = false
@@ -151,18 +153,23 @@ public final class FDStore: Sendable {
     ///   - send: sends one message with descriptors to systemd (`NOTIFY_SOCKET`, blocking at most a
     ///     few seconds); false when it failed.
     ///   - sendingLimit: the most socket copies queued at once (``sendingLimit``).
+    ///   - ceiling: the most descriptors stored whatever systemd's limit (``restartableLimit(descriptorLimit:)``).
     /// - Throws: `SystemError` when the sender's thread cannot be started.
     public init(
         limit: Int?,
         logger: Logger,
         metrics: FDStoreMetrics?,
         sendingLimit: Int = FDStore.sendingLimit,
+        ceiling: Int? = nil,
         send: @escaping @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool
     ) throws(SystemError) {
         self.sendingLimit = max(sendingLimit, 1)
         self.sender = try FDStoreSender(send: send)
         var inner = Inner()
-        inner.limit = limit.map { min($0, Self.maximumStored + 1) } ?? (Self.maximumStored + 1)
+        let told = limit ?? .max
+        let ours = min(Self.maximumStored + 1, ceiling ?? .max)
+        inner.limit = min(told, ours)
+        inner.limitIsOurs = ours < told
         self.inner = Mutex(inner)
         self.logger = logger
         self.metrics = metrics
@@ -359,7 +366,7 @@ public final class FDStore: Sendable {
                 return (name, journaled, .disabled)
             case .probing, .enabled, .full:
                 if let limit = inner.limit, inner.storedTotal >= limit {
-                    let probe = inner.condition != .full && !inner.probing && limit <= Self.maximumStored
+                    let probe = inner.condition != .full && !inner.probing && !inner.limitIsOurs
                     inner.condition = .full
                     return (name, journaled, .full(probe: probe))
                 }
