@@ -152,7 +152,8 @@ public enum EPMDApplication {
             logger: logger
         )
         // What the last registrations sent to systemd's store is sent before the exit (a restart keeps it).
-        defer { store?.flush(milliseconds: 2000) }
+        // At most 10 s (TimeoutStopSec=30s, less the grace): a PID 1 behind a burst takes ~100 a second.
+        defer { store?.flush(milliseconds: 10_000) }
         do {
             guard let client = takeover?.client else { return try gateway.run().exitStatus }
             return try gateway.run {

@@ -138,9 +138,13 @@ extension FDStore {
                     }
                     contents.state.unregister(connection: node.connection, now: now, reason: .closed)
                     restored.withoutDescriptor += 1
-                    logger.warning(
-                        "fd store: '\(String(decoding: node.name, as: UTF8.self))' has no socket in the store: unregistered"
-                    )
+                    // The first few by name; the count is in the summary below (a store that was full
+                    // leaves thousands).
+                    if restored.withoutDescriptor <= Self.namedMisses {
+                        logger.warning(
+                            "fd store: '\(String(decoding: node.name, as: UTF8.self))' has no socket in the store: unregistered"
+                        )
+                    }
                 }
             }
             restored.restoredCount = snapshots.count
@@ -206,6 +210,9 @@ extension FDStore {
             acceptedAt: acceptedAt
         )
     }
+
+    /// Registrations without a socket named one by one in the log at a restore.
+    static let namedMisses = 10
 
     /// The most registrations stored that systemd can still pass back under a descriptor limit of
     /// `descriptorLimit` (ours, standing in for PID 1's, which the service's cannot exceed): when it

@@ -21,7 +21,7 @@ import Musl
 /// - an unregistration is journaled and sent as `FDSTOREREMOVE=1` (systemd keeps a socket whose peer
 ///   only sent FIN); at our own shutdown what the store holds is not unregistered at all (``keeps(_:)``,
 ///   `EPMDServer.keepAtExit`: no `unregistered` event that the next process's `restarted` would
-///   contradict), and what it does not hold is not journaled (`.shutdown`);
+///   contradict), and what it does not hold (a full store) is journaled as ended, without a removal;
 /// - a store that is disabled or full fails silently, so it is probed: one end of a socketpair is
 ///   stored, and if systemd dropped it the other end sees POLLHUP once a `BARRIER=1` came back. The
 ///   probe runs at start and whenever the stored count passes the known limit (`$FDSTORE` from systemd
@@ -335,8 +335,10 @@ public final class FDStore: Sendable {
             guard let node = event.node else { return }
             self.registered(node, eventID: event.id, registry: registry)
         case .unregistered(let reason):
-            // Our own shutdown: the restart keeps these (systemd releases the store on `systemctl stop`).
-            guard reason != .shutdown, let node = event.node else { return }
+            // What the store holds is never unregistered by our own shutdown (``keeps(_:)``): a shutdown
+            // unregistration is one the store does not have, journaled so that the next process does not
+            // look for its socket, and never removed.
+            guard let node = event.node else { return }
             self.unregistered(node, reason: reason, eventID: event.id, time: event.time, registry: registry)
         case .restarted:
             self.compact(registry: registry)
@@ -460,7 +462,8 @@ public final class FDStore: Sendable {
             }
             // The slot is free once the removal is sent (below, before any later store of the name).
             if let meta, let slot = Systemd.slot(storeName: meta.fdName) { inner.freeSlots.append(slot) }
-            return (journaled, !neverSent && (wasStored || inner.condition != .disabled) ? meta?.fdName : nil)
+            let sent = !neverSent && reason != .shutdown && (wasStored || inner.condition != .disabled)
+            return (journaled, sent ? meta?.fdName : nil)
         }
         if !journaled { self.fail("journal", "cannot journal an unregistration") }
         if let removal {

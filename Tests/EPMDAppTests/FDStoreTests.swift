@@ -1,6 +1,7 @@
 import EPMDApp
 import EPMDPosix
 import EPMDRegistry
+import EPMDServer
 import GatewayMetrics
 import Logging
 import Testing
@@ -347,6 +348,24 @@ enum Poll {
         #expect(fdStore.status.condition == .enabled)
         gateway.shutdown()
         _ = try await runner.finish()
+        #expect(fdStore.flush(milliseconds: 5000))
+
+        // The one the full store did not take ended with the process: journaled, so the next process
+        // does not look for its socket, and nothing was removed for it. The stored one comes back.
+        let removals = store.messages.filter { $0.hasPrefix("FDSTOREREMOVE=1") && !$0.hasSuffix("=probe") }
+        #expect(removals.count == 1, "\(removals)")
+        let listener = try Self.listener()
+        defer { close(listener) }
+        let restored = try #require(
+            FDStore.restore(
+                sockets: Systemd.ActivatedSockets(epmd: [listener], http: nil, stored: store.passBack()),
+                options: GatewayTests.options(http: false),
+                logger: logger,
+                send: FDStore.notifySender(environment: environment)
+            )
+        )
+        defer { for connection in restored.restoration?.connections ?? [] { close(connection.fd) } }
+        #expect(restored.restoredCount == 1 && restored.withoutDescriptor == 0 && restored.withoutRecord == 0)
     }
 
     @Test(
