@@ -43,8 +43,16 @@ public final class EPMDServer: Sendable {
     let handover: (any EPMDHandoverHandler)?
     /// Forced unregistrations posted to the loop (`EPMDServer+Admin.swift`).
     let adminRequests = AdminRequestQueue()
-    /// Which registrations outlive this process (``keepAtExit(_:)``).
-    private let exitKeeper = Mutex<(@Sendable (ConnectionID) -> Bool)?>(nil)
+    /// Which registrations outlive this process (``keepAtExit(_:)``). A class, not the closure itself:
+    /// an optional closure read out of a `Mutex` again and again came back wrapped in one more
+    /// reabstraction thunk each time (release build), and after ~3,500 reads the call overflowed the
+    /// loop's stack (SIGSEGV in the teardown of a gateway with 19,000 registrations).
+    private let exitKeeper = Mutex<ExitKeeper?>(nil)
+
+    private final class ExitKeeper: Sendable {
+        let keeps: @Sendable (ConnectionID) -> Bool
+        init(_ keeps: @escaping @Sendable (ConnectionID) -> Bool) { self.keeps = keeps }
+    }
 
     /// The port the listeners are bound to (equal to the configured port except for port 0 in tests).
     public let boundPort: UInt16
@@ -130,13 +138,14 @@ public final class EPMDServer: Sendable {
     /// which the next process's `restarted` event would contradict. After a KILL_REQ every registration
     /// ends as usual. Call before `run()`; safe from any thread.
     public func keepAtExit(_ keeps: @escaping @Sendable (ConnectionID) -> Bool) {
-        self.exitKeeper.withLock { $0 = keeps }
+        let keeper = ExitKeeper(keeps)
+        self.exitKeeper.withLock { $0 = keeper }
     }
 
     /// Whether the registration of connection `id` outlives this process (the loop's teardown).
     func keptAtExit(_ id: ConnectionID) -> Bool {
-        guard let keeps = self.exitKeeper.withLock({ $0 }) else { return false }
-        return keeps(id)
+        guard let keeper = self.exitKeeper.withLock({ $0 }) else { return false }
+        return keeper.keeps(id)
     }
 
     var isShutdownRequested: Bool { self.shutdownRequested.load(ordering: .acquiring) }
