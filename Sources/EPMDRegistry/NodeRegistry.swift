@@ -12,7 +12,14 @@ import Musl
 public final class NodeRegistry: Sendable {
     private let state: Mutex<State>
     private let clock: @Sendable () -> Double
-    private let observers = Mutex<[@Sendable (RegistryEvent) -> Void]>([])
+    /// Classes, not the closures themselves: closures read out of a `Mutex` can come back wrapped in one
+    /// more reabstraction thunk per read in the release build (see `EPMDServer.exitKeeper`).
+    private let observers = Mutex<[Observer]>([])
+
+    private final class Observer: Sendable {
+        let notify: @Sendable (RegistryEvent) -> Void
+        init(_ notify: @escaping @Sendable (RegistryEvent) -> Void) { self.notify = notify }
+    }
 
     /// Registration events kept by default (for `/v1/events` resumption and `/v1/events/history`).
     public static let defaultEventCapacity = 1024
@@ -23,13 +30,14 @@ public final class NodeRegistry: Sendable {
     /// generation), outside the registry's lock, on the thread that made the change (the epmd loop):
     /// it must be quick.
     public func addChangeObserver(_ observer: @escaping @Sendable (RegistryEvent) -> Void) {
-        self.observers.withLock { $0.append(observer) }
+        let box = Observer(observer)
+        self.observers.withLock { $0.append(box) }
     }
 
     private func changed(_ event: RegistryEvent?) {
         guard let event else { return }
         let observers = self.observers.withLock { $0 }
-        for observer in observers { observer(event) }
+        for observer in observers { observer.notify(event) }
     }
 
     /// - Parameters:

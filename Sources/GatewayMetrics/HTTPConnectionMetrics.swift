@@ -32,7 +32,7 @@ public final class HTTPConnectionMetrics: Sendable {
 
     private let open: Gauge
     private let requestsRejected: [Counter]
-    private let openSource = Mutex<(@Sendable () -> Int)?>(nil)
+    private let openSource = Mutex<CountSource?>(nil)
     private let refused: [Counter]
     private let headerTimeouts: Counter
 
@@ -90,11 +90,12 @@ public final class HTTPConnectionMetrics: Sendable {
 
     /// Where `epmd_gateway_http_connections` is read at scrape time (the HTTP front, once it runs).
     public func readOpen(from source: @escaping @Sendable () -> Int) {
-        self.openSource.withLock { $0 = source }
+        let box = CountSource(source)
+        self.openSource.withLock { $0 = box }
     }
 
     /// Sets the gauge before a scrape (0 without a source).
     func scrape() {
-        self.open.set(to: Double(self.openSource.withLock { $0 }?() ?? 0))
+        self.open.set(to: Double(self.openSource.withLock { $0 }?.read() ?? 0))
     }
 }

@@ -27,7 +27,7 @@ public final class HTTPMetrics: Sendable {
     private let durations: [DurationBuckets]
     private let up: Gauge
     private let eventWatchers: Gauge
-    private let eventWatcherSource = Mutex<(@Sendable () -> Int)?>(nil)
+    private let eventWatcherSource = Mutex<CountSource?>(nil)
     private let logger: Logger
     /// Connections open, refused at accept, closed for a late request head.
     public let connections: HTTPConnectionMetrics
@@ -138,7 +138,8 @@ public final class HTTPMetrics: Sendable {
     /// Where `epmd_event_watchers` is read at scrape time when the scrape is not given a count: the
     /// HTTP front's open `/v1/events` streams, known only once it runs.
     public func readEventWatchers(from source: @escaping @Sendable () -> Int) {
-        self.eventWatcherSource.withLock { $0 = source }
+        let box = CountSource(source)
+        self.eventWatcherSource.withLock { $0 = box }
     }
 
     static let durationName = "http_request_duration_seconds"
@@ -160,7 +161,7 @@ public final class HTTPMetrics: Sendable {
     /// - Parameter eventWatchers: the count; nil reads the source given to ``readEventWatchers(from:)``
     ///   (0 without one).
     func scrape(eventWatchers: Int?) {
-        let watchers = eventWatchers ?? self.eventWatcherSource.withLock { $0 }?() ?? 0
+        let watchers = eventWatchers ?? self.eventWatcherSource.withLock { $0 }?.read() ?? 0
         self.eventWatchers.set(to: Double(watchers))
         self.connections.scrape()
     }
@@ -276,4 +277,12 @@ final class DurationBuckets: Sendable {
         buffer.append(contentsOf: value.utf8)
         buffer.append(UInt8(ascii: "\n"))
     }
+}
+
+/// A count read at scrape time, held by a `Mutex` as a class: an optional closure read out of a `Mutex`
+/// came back wrapped in one more reabstraction thunk on every read in the release build (the chain grew
+/// by one per scrape: 0.4 ms a scrape at first, 8 ms after 60,000, and a stack overflow further on).
+final class CountSource: Sendable {
+    let read: @Sendable () -> Int
+    init(_ read: @escaping @Sendable () -> Int) { self.read = read }
 }
