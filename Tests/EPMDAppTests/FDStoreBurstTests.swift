@@ -18,6 +18,30 @@ import Glibc
     static let burst = 200
     static let limit = 16
 
+    /// Blocking work (registrations, a flush) on a thread of its own: the cooperative pool's two threads
+    /// stay free for the tests running beside this one.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    /// Registers `count` names `prefix0`... on a thread of its own; their connections.
+    static func registerMany(_ prefix: String, count: Int, port: UInt16) async throws -> [Int32] {
+        try await Self.onThread {
+            var fds: [Int32] = []
+            for index in 0..<count {
+                let node = try FDStoreTests.register("\(prefix)\(index)", port: port)
+                fds.append(node.fd)
+                guard node.creation != nil else {
+                    for fd in fds { close(fd) }
+                    throw FDStoreTests.Refused(name: "\(prefix)\(index)")
+                }
+            }
+            return fds
+        }
+    }
+
     static func exposition(_ gateway: Gateway) -> String {
         String(decoding: gateway.metrics.exposition(registry: gateway.registry, openConnections: 0), as: UTF8.self)
     }
@@ -53,16 +77,11 @@ import Glibc
         "a burst: at most sendingLimit socket copies held, the rest wait and are all stored; one that ends while waiting is never sent"
     )
     func burst() async throws {
-        let (store, gateway, fdStore, runner) = try await Self.start(delay: 2000)
+        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000)
         defer { store.close() }
         defer { gateway.shutdown() }
-        var fds: [Int32] = []
+        var fds = try await Self.registerMany("burst", count: Self.burst, port: gateway.epmdPort)
         defer { for fd in fds { close(fd) } }
-        for index in 0..<Self.burst {
-            let node = try FDStoreTests.register("burst\(index)", port: gateway.epmdPort)
-            fds.append(node.fd)
-            #expect(node.creation != nil)
-        }
         // Right after the burst, systemd has taken few: at most `limit` copies are held, the rest wait.
         // (Unbounded, every unsent registration held one. Counted by the store itself: this process's
         // descriptors are shared with the tests that run beside this one.)
@@ -96,17 +115,14 @@ import Glibc
 
     @Test("a shutdown in the middle of a burst queues what still waits: every registration is kept")
     func shutdownWhileWaiting() async throws {
-        let (store, gateway, fdStore, runner) = try await Self.start(delay: 1000)
+        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000)
         defer { store.close() }
-        var fds: [Int32] = []
+        let fds = try await Self.registerMany("leaving", count: Self.burst, port: gateway.epmdPort)
         defer { for fd in fds { close(fd) } }
-        for index in 0..<Self.burst {
-            fds.append(try FDStoreTests.register("leaving\(index)", port: gateway.epmdPort).fd)
-        }
         #expect((FDStoreTests.value("epmd_fdstore_waiting", in: Self.exposition(gateway)) ?? 0) > 0)
         gateway.shutdown()
         _ = try await runner.finish()
-        #expect(fdStore.flush(milliseconds: 30_000))
+        #expect(try await Self.onThread { fdStore.flush(milliseconds: 30_000) })
         #expect(store.names.count == Self.burst + 1, "stored \(store.names.count) of \(Self.burst + 1)")
         // The clients' connections live on in the store: no EOF.
         for fd in [fds[0], fds[Self.burst - 1]] {

@@ -52,6 +52,11 @@ enum Poll {
         return (fd, reply[2...5].reduce(0) { $0 << 8 | UInt32($1) })
     }
 
+    /// A registration refused.
+    struct Refused: Error {
+        let name: String
+    }
+
     /// The value of one series in a text exposition.
     static func value(_ series: String, in exposition: String) -> Double? {
         for line in exposition.split(separator: "\n") where line.hasPrefix(series + " ") {
