@@ -29,7 +29,12 @@ extension Process {
     public func killAndWait(seconds: TimeInterval = 5) -> Bool {
         guard self.processIdentifier > 0, self.isRunning else { return true }
         Glibc.kill(self.processIdentifier, SIGKILL)
-        return Poll.blockingUntil(timeout: .seconds(seconds), interval: .milliseconds(10)) { !self.isRunning } != nil
+        // Ended as the kernel sees it (`exitStatus`), not only as Foundation does: a copy of one of its
+        // pipes that leaked into a process another test spawned keeps `isRunning` true (an erl node
+        // "still running 5 s after SIGKILL" in a CI rehearsal).
+        return Poll.blockingUntil(timeout: .seconds(seconds), interval: .milliseconds(10)) {
+            !self.isRunning || self.exitStatus != nil
+        } != nil
     }
 
     /// The exit status (or the number of the signal that ended it) once the child has ended, else nil.
