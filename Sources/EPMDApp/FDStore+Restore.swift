@@ -237,6 +237,7 @@ extension FDStore {
     ///   - adoptingJournal: a hand-over's `state-journal` (`Restoration.stateJournal`).
     ///   - logger: where the store logs.
     ///   - sendingLimit: the most socket copies queued for systemd at once (tests lower it).
+    ///   - send: sends one message to systemd; nil: ``notifySender(environment:)`` (tests wrap that).
     /// - Returns: the store, or nil when it is not used.
     @discardableResult
     public static func attach(
@@ -245,7 +246,8 @@ extension FDStore {
         restored: Restored?,
         adoptingJournal: Int32? = nil,
         logger: Logger,
-        sendingLimit: Int = FDStore.sendingLimit
+        sendingLimit: Int = FDStore.sendingLimit,
+        send: (@Sendable (_ message: String, _ descriptors: [Int32]) -> Bool)? = nil
     ) -> FDStore? {
         let configuration = self.configuration(environment: environment)
         let notifies = Systemd.notifies(systemdOption: gateway.options.systemd, environment: environment)
@@ -272,7 +274,7 @@ extension FDStore {
                 metrics: metrics,
                 sendingLimit: sendingLimit,
                 ceiling: ceiling,
-                send: self.notifySender(environment: environment)
+                send: send ?? self.notifySender(environment: environment)
             )
         } catch {
             logger.warning("fd store: cannot start its sender (\(error)): registrations are not kept across a restart")

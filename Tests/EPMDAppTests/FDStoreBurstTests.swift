@@ -3,6 +3,7 @@ import EPMDPosix
 import EPMDRegistry
 import Foundation
 import GatewayMetrics
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -17,6 +18,8 @@ import Glibc
 @Suite(.serialized, .timeLimit(.minutes(1))) struct FDStoreBurstTests {
     static let burst = 200
     static let limit = 16
+    /// The burst's last ones, registered while systemd is busy (``Gate``): more than `limit` + 5.
+    static let late = 40
 
     /// Blocking work (registrations, a flush) on a thread of its own: the cooperative pool's two threads
     /// stay free for the tests running beside this one.
@@ -46,8 +49,30 @@ import Glibc
         String(decoding: gateway.metrics.exposition(registry: gateway.registry, openConnections: 0), as: UTF8.self)
     }
 
-    /// A gateway with the fd store against a fake systemd that spends `delay` µs per message.
-    static func start(delay: UInt32) async throws -> (FakeFDStore, Gateway, FDStore, GatewayTests.Runner) {
+    /// Stands in front of the sender: while closed, the sender's thread waits in `send` (PID 1 busy
+    /// elsewhere), so the copies it takes stay held and what comes after waits; at most 10 s, so that a
+    /// failing test cannot hang the sender. The burst alone does not outrun the fake store
+    /// deterministically: under ASan on a loaded machine the store kept up with it.
+    final class Gate: Sendable {
+        private let closed = Atomic<Bool>(false)
+
+        func close() { self.closed.store(true, ordering: .releasing) }
+        func open() { self.closed.store(false, ordering: .releasing) }
+
+        func wrap(_ send: @escaping @Sendable (String, [Int32]) -> Bool) -> @Sendable (String, [Int32]) -> Bool {
+            { message, descriptors in
+                for _ in 0..<10_000 where self.closed.load(ordering: .acquiring) { usleep(1_000) }
+                return send(message, descriptors)
+            }
+        }
+    }
+
+    /// A gateway with the fd store against a fake systemd that spends `delay` µs per message, the sender
+    /// behind `gate`.
+    static func start(
+        delay: UInt32,
+        gate: Gate
+    ) async throws -> (FakeFDStore, Gateway, FDStore, GatewayTests.Runner) {
         let store = try FakeFDStore(path: FDStoreTests.path(), limit: 1000, delay: delay)
         let environment = FDStoreTests.environment(store, limit: 1000)
         let (logger, _) = GatewayTests.logger()
@@ -62,7 +87,8 @@ import Glibc
                 environment: environment,
                 restored: nil,
                 logger: logger,
-                sendingLimit: Self.limit
+                sendingLimit: Self.limit,
+                send: gate.wrap(FDStore.notifySender(environment: environment))
             )
         )
         let runner = try GatewayTests.Runner(gateway)
@@ -77,25 +103,31 @@ import Glibc
         "a burst: at most sendingLimit socket copies held, the rest wait and are all stored; one that ends while waiting is never sent"
     )
     func burst() async throws {
-        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000)
+        let gate = Gate()
+        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000, gate: gate)
         defer { store.close() }
         defer { gateway.shutdown() }
-        var fds = try await Self.registerMany("burst", count: Self.burst, port: gateway.epmdPort)
+        defer { gate.open() }
+        var fds = try await Self.registerMany("burst", count: Self.burst - Self.late, port: gateway.epmdPort)
         defer { for fd in fds { close(fd) } }
-        // Right after the burst, systemd has taken few: at most `limit` copies are held, the rest wait.
+        // systemd busy for the last `late` of the burst: at most `limit` copies are held, the rest wait.
         // (Unbounded, every unsent registration held one. Counted by the store itself: this process's
         // descriptors are shared with the tests that run beside this one.)
-        let storedNow = store.names.count
+        gate.close()
+        fds += try await Self.registerMany("late", count: Self.late, port: gateway.epmdPort)
+        try #require(await GatewayTests.poll(seconds: 10) { gateway.registry.count == Self.burst })
         let exposition = Self.exposition(gateway)
         let sending = FDStoreTests.value("epmd_fdstore_sending", in: exposition) ?? -1
         let waiting = FDStoreTests.value("epmd_fdstore_waiting", in: exposition) ?? -1
         #expect(sending >= 0 && sending <= Double(Self.limit), "epmd_fdstore_sending \(sending)")
-        #expect(waiting > 0, "nothing waited: the burst did not outrun the store (\(storedNow) stored)")
+        try #require(waiting >= 5, "\(waiting) waited behind \(sending) held")
 
-        // The last five end while they wait: never sent, so never removed either.
+        // The last five end while they wait (waiting is first in, first out): never sent, so never
+        // removed either.
         for fd in fds.suffix(5) { close(fd) }
         fds.removeLast(5)
         try #require(await GatewayTests.poll(seconds: 10) { gateway.registry.count == Self.burst - 5 })
+        gate.open()
         try #require(
             await GatewayTests.poll(seconds: 30) {
                 fdStore.flush(milliseconds: 1) && store.names.count == Self.burst - 5 + 1
@@ -115,11 +147,18 @@ import Glibc
 
     @Test("a shutdown in the middle of a burst queues what still waits: every registration is kept")
     func shutdownWhileWaiting() async throws {
-        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000)
+        let gate = Gate()
+        let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000, gate: gate)
         defer { store.close() }
-        let fds = try await Self.registerMany("leaving", count: Self.burst, port: gateway.epmdPort)
+        defer { gate.open() }
+        var fds = try await Self.registerMany("leaving", count: Self.burst - Self.late, port: gateway.epmdPort)
         defer { for fd in fds { close(fd) } }
-        #expect((FDStoreTests.value("epmd_fdstore_waiting", in: Self.exposition(gateway)) ?? 0) > 0)
+        gate.close()
+        fds += try await Self.registerMany("last", count: Self.late, port: gateway.epmdPort)
+        try #require(await GatewayTests.poll(seconds: 10) { gateway.registry.count == Self.burst })
+        let waiting = FDStoreTests.value("epmd_fdstore_waiting", in: Self.exposition(gateway)) ?? 0
+        #expect(waiting > 0)
+        gate.open()
         gateway.shutdown()
         _ = try await runner.finish()
         #expect(try await Self.onThread { fdStore.flush(milliseconds: 30_000) })
