@@ -3,7 +3,6 @@ import EPMDPosix
 import EPMDRegistry
 import Foundation
 import GatewayMetrics
-import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -18,7 +17,7 @@ import Glibc
 @Suite(.serialized, .timeLimit(.minutes(1))) struct FDStoreBurstTests {
     static let burst = 200
     static let limit = 16
-    /// The burst's last ones, registered while systemd is busy (``Gate``): more than `limit` + 5.
+    /// The burst's last ones, registered while systemd is busy (``SenderGate``): more than `limit` + 5.
     static let late = 40
 
     /// Blocking work (registrations, a flush) on a thread of its own: the cooperative pool's two threads
@@ -49,29 +48,11 @@ import Glibc
         String(decoding: gateway.metrics.exposition(registry: gateway.registry, openConnections: 0), as: UTF8.self)
     }
 
-    /// Stands in front of the sender: while closed, the sender's thread waits in `send` (PID 1 busy
-    /// elsewhere), so the copies it takes stay held and what comes after waits; at most 10 s, so that a
-    /// failing test cannot hang the sender. The burst alone does not outrun the fake store
-    /// deterministically: under ASan on a loaded machine the store kept up with it.
-    final class Gate: Sendable {
-        private let closed = Atomic<Bool>(false)
-
-        func close() { self.closed.store(true, ordering: .releasing) }
-        func open() { self.closed.store(false, ordering: .releasing) }
-
-        func wrap(_ send: @escaping @Sendable (String, [Int32]) -> Bool) -> @Sendable (String, [Int32]) -> Bool {
-            { message, descriptors in
-                for _ in 0..<10_000 where self.closed.load(ordering: .acquiring) { usleep(1_000) }
-                return send(message, descriptors)
-            }
-        }
-    }
-
     /// A gateway with the fd store against a fake systemd that spends `delay` µs per message, the sender
     /// behind `gate`.
     static func start(
         delay: UInt32,
-        gate: Gate
+        gate: SenderGate
     ) async throws -> (FakeFDStore, Gateway, FDStore, GatewayTests.Runner) {
         let store = try FakeFDStore(path: FDStoreTests.path(), limit: 1000, delay: delay)
         let environment = FDStoreTests.environment(store, limit: 1000)
@@ -103,7 +84,7 @@ import Glibc
         "a burst: at most sendingLimit socket copies held, the rest wait and are all stored; one that ends while waiting is never sent"
     )
     func burst() async throws {
-        let gate = Gate()
+        let gate = SenderGate()
         let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000, gate: gate)
         defer { store.close() }
         defer { gateway.shutdown() }
@@ -147,7 +128,7 @@ import Glibc
 
     @Test("a shutdown in the middle of a burst queues what still waits: every registration is kept")
     func shutdownWhileWaiting() async throws {
-        let gate = Gate()
+        let gate = SenderGate()
         let (store, gateway, fdStore, runner) = try await Self.start(delay: 10_000, gate: gate)
         defer { store.close() }
         defer { gate.open() }

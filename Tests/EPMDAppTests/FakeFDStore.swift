@@ -124,3 +124,21 @@ final class FakeFDStore: Sendable {
         unlink(self.path)
     }
 }
+
+/// Stands in front of the fd store's sender (`FDStore.attach(..., send:)`): while closed, the sender's
+/// thread waits in `send` (PID 1 busy elsewhere), so the copies it takes stay held and what comes after
+/// waits; at most 10 s, so that a failing test cannot hang the sender. A slow ``FakeFDStore`` alone does
+/// not fall behind deterministically: under ASan on a loaded machine it kept up with a burst.
+final class SenderGate: Sendable {
+    private let closed = Atomic<Bool>(false)
+
+    func close() { self.closed.store(true, ordering: .releasing) }
+    func open() { self.closed.store(false, ordering: .releasing) }
+
+    func wrap(_ send: @escaping @Sendable (String, [Int32]) -> Bool) -> @Sendable (String, [Int32]) -> Bool {
+        { message, descriptors in
+            for _ in 0..<10_000 where self.closed.load(ordering: .acquiring) { usleep(1_000) }
+            return send(message, descriptors)
+        }
+    }
+}
