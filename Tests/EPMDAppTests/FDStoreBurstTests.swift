@@ -63,14 +63,7 @@ import Glibc
             logger: logger
         )
         let fdStore = try #require(
-            FDStore.attach(
-                to: gateway,
-                environment: environment,
-                restored: nil,
-                logger: logger,
-                sendingLimit: Self.limit,
-                send: gate.wrap(FDStore.notifySender(environment: environment))
-            )
+            gate.attach(to: gateway, environment: environment, logger: logger, sendingLimit: Self.limit)
         )
         let runner = try GatewayTests.Runner(gateway)
         try #require(

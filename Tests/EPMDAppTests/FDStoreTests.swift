@@ -390,15 +390,7 @@ enum Poll {
         )
         // The sender behind a gate: closed, systemd takes nothing at all while the flood registers.
         let gate = SenderGate()
-        let fdStore = try #require(
-            FDStore.attach(
-                to: gateway,
-                environment: environment,
-                restored: nil,
-                logger: logger,
-                send: gate.wrap(FDStore.notifySender(environment: environment))
-            )
-        )
+        let fdStore = try #require(gate.attach(to: gateway, environment: environment, logger: logger))
         let runner = try GatewayTests.Runner(gateway)
         defer { gateway.shutdown() }
         defer { gate.open() }

@@ -1,5 +1,6 @@
 import EPMDApp
 import EPMDPosix
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -125,7 +126,7 @@ final class FakeFDStore: Sendable {
     }
 }
 
-/// Stands in front of the fd store's sender (`FDStore.attach(..., send:)`): while closed, the sender's
+/// Stands in front of the fd store's sender (`FDStore.attach(..., send:)`, ``attach(to:environment:logger:sendingLimit:)``): while closed, the sender's
 /// thread waits in `send` (PID 1 busy elsewhere), so the copies it takes stay held and what comes after
 /// waits; at most 10 s, so that a failing test cannot hang the sender. A slow ``FakeFDStore`` alone does
 /// not fall behind deterministically: under ASan on a loaded machine it kept up with a burst.
@@ -135,8 +136,21 @@ final class SenderGate: Sendable {
     func close() { self.closed.store(true, ordering: .releasing) }
     func open() { self.closed.store(false, ordering: .releasing) }
 
-    func wrap(_ send: @escaping @Sendable (String, [Int32]) -> Bool) -> @Sendable (String, [Int32]) -> Bool {
-        { message, descriptors in
+    /// The fd store of `gateway` (nothing restored), its sender to `NOTIFY_SOCKET` behind this gate.
+    func attach(
+        to gateway: Gateway,
+        environment: [String: String],
+        logger: Logger,
+        sendingLimit: Int = FDStore.sendingLimit
+    ) -> FDStore? {
+        let send = FDStore.notifySender(environment: environment)
+        return FDStore.attach(
+            to: gateway,
+            environment: environment,
+            restored: nil,
+            logger: logger,
+            sendingLimit: sendingLimit
+        ) { message, descriptors in
             for _ in 0..<10_000 where self.closed.load(ordering: .acquiring) { usleep(1_000) }
             return send(message, descriptors)
         }
