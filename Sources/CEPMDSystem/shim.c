@@ -38,6 +38,10 @@ int cepmd_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags
     return accept4(fd, address, length, flags);
 }
 
+int cepmd_pipe2(int fds[2], int flags) {
+    return pipe2(fds, flags);
+}
+
 int cepmd_spawn_detached(const char *path, char *const argv[], char *const envp[], int keep_fd) {
     posix_spawnattr_t attributes;
     posix_spawn_file_actions_t actions;

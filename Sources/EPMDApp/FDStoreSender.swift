@@ -159,14 +159,14 @@ final class FDStoreSender: Sendable {
     /// message before it was handled), at most `timeout` milliseconds.
     /// - Returns: whether the answer came (false: not sent, or no answer in time).
     static func barrier(send: @Sendable (_ message: String, _ descriptors: [Int32]) -> Bool, timeout: Int32) -> Bool {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { return false }
-        for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        defer { System.close(ends[0]) }
-        let sent = send("BARRIER=1", [ends[1]])
-        System.close(ends[1])
+        // Close-on-exec from the start: a program that another thread starts meanwhile without closing
+        // what it does not pass must not hold the write end, or the barrier would wait its whole timeout.
+        guard let ends = try? System.makePipe() else { return false }
+        defer { System.close(ends.read) }
+        let sent = send("BARRIER=1", [ends.write])
+        System.close(ends.write)
         guard sent else { return false }
-        var entry = pollfd(fd: ends[0], events: 0, revents: 0)
+        var entry = pollfd(fd: ends.read, events: 0, revents: 0)
         return ((try? System.syscall("poll") { poll(&entry, 1, timeout) }) ?? 0) > 0
     }
 }

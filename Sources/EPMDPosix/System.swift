@@ -66,6 +66,17 @@ public enum System {
         _ = Glibc.close(fd)
     }
 
+    /// A pipe, both ends close-on-exec from the start (`pipe2`): no program that another thread starts
+    /// meanwhile inherits one.
+    /// - Returns: the read end and the write end.
+    /// - Throws: `SystemError` from `pipe2`.
+    @inline(never)
+    public static func makePipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [-1, -1]
+        _ = try self.syscall("pipe2") { ends.withUnsafeMutableBufferPointer { cepmd_pipe2($0.baseAddress, O_CLOEXEC) } }
+        return (ends[0], ends[1])
+    }
+
     @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws(SystemError) {
         let flags = try self.syscall("fcntl") { fcntl(fd, F_GETFL) }

@@ -81,6 +81,21 @@ enum Poll {
         return fd
     }
 
+    @Test("the barrier's pipe (System.makePipe) is close-on-exec at both ends from the start, and carries bytes")
+    func barrierPipe() throws {
+        let ends = try System.makePipe()
+        defer {
+            close(ends.read)
+            close(ends.write)
+        }
+        #expect(fcntl(ends.read, F_GETFD) & FD_CLOEXEC != 0)
+        #expect(fcntl(ends.write, F_GETFD) & FD_CLOEXEC != 0)
+        var byte: UInt8 = 7
+        #expect(write(ends.write, &byte, 1) == 1)
+        byte = 0
+        #expect(read(ends.read, &byte, 1) == 1 && byte == 7)
+    }
+
     @Test("probe: a store that keeps it answers stored (and the probe is removed again); a disabled one drops it")
     func probe() throws {
         let kept = try FakeFDStore(path: Self.path(), limit: 10)

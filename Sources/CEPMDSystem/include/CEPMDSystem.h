@@ -34,6 +34,9 @@ int cepmd_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, i
 /// accept4() is declared only under _GNU_SOURCE, which a Swift module header cannot set reliably.
 int cepmd_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 
+/// pipe2() is declared only under _GNU_SOURCE: a pipe with `flags` (O_CLOEXEC) set atomically.
+int cepmd_pipe2(int fds[2], int flags);
+
 /// posix_spawn with POSIX_SPAWN_SETSID, chdir("/") and closefrom, GNU extensions hidden without
 /// _GNU_SOURCE: starts `path` detached in a new session with stdio on /dev/null, `keep_fd` as
 /// descriptor 3 and every other descriptor closed, signal mask cleared and SIGPIPE/SIGHUP reset to
