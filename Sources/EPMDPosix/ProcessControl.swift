@@ -65,13 +65,12 @@ public enum ProcessControl {
 
     /// A pipe whose read end is close-on-exec and whose write end can be passed to a child.
     /// - Returns: the two descriptors.
-    /// - Throws: `SystemError` from `pipe`.
+    /// - Throws: `SystemError` from `pipe2`.
     @inline(never)
     public static func makeChildPipe() throws(SystemError) -> (read: Int32, write: Int32) {
-        var descriptors: [Int32] = [-1, -1]
-        _ = try System.syscall("pipe") { pipe(&descriptors) }
-        _ = fcntl(descriptors[0], F_SETFD, FD_CLOEXEC)
-        return (descriptors[0], descriptors[1])
+        let ends = try System.makePipe()
+        _ = fcntl(ends.write, F_SETFD, 0)
+        return ends
     }
 
     /// Waits until `fd` is readable or at end of file, at most `milliseconds`.
