@@ -127,6 +127,42 @@ import Glibc
         #expect(table.statistics.open == 0)
     }
 
+    @Test("a late head is counted, and told to the observer, before its socket is shut down")
+    func countedBeforeShutdown() throws {
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { for fd in pair { close(fd) } }
+        let peer = pair[1]
+        // What a client (or the observer) sees when the table tells the observer: nil if not told yet.
+        let seen = Mutex<(peerOpen: Bool, counted: Int)?>(nil)
+        let box = Mutex<ConnectionTable?>(nil)
+        let table = ConnectionTable(
+            limits: .init(connections: 4, perAddress: 2, headerTimeout: 1_000_000_000),
+            wake: Wakeup(),
+            logger: Logger(label: "test") { _ in InMemoryLogHandler() },
+            observer: { event, _ in
+                guard event == .headerTimeout else { return }
+                var byte: UInt8 = 0
+                let open = recv(peer, &byte, 1, Int32(MSG_DONTWAIT)) == -1 && errno == EAGAIN
+                // The counters are their own lock: readable from here, as from another thread.
+                let counted = box.withLock { $0 }.map { $0.counted(.headerTimeout) } ?? -1
+                seen.withLock { $0 = (open, counted) }
+            }
+        )
+        box.withLock { $0 = table }
+        #expect(table.admit(Self.first, thread: 1) == nil)
+        table.started(connection: 1, fd: pair[0], thread: 1)
+        #expect(table.expire(now: UInt64.max / 2).expired == 1)
+        let told = try #require(seen.withLock { $0 }, "the observer was not told")
+        #expect(told.peerOpen, "the socket was shut down before the late head was counted")
+        #expect(told.counted == 1)
+        var byte: UInt8 = 0
+        #expect(recv(peer, &byte, 1, Int32(MSG_DONTWAIT)) == 0, "shut down after the count")
+        #expect(table.statistics.headerTimeouts == 1)
+        box.withLock { $0 = nil }
+        table.closed(connection: 1)
+    }
+
     @Test("peer addresses: IPv4, IPv4-mapped IPv6 as the same key, IPv6; text for the log")
     func peerAddresses() {
         func parse(_ text: String) -> PeerAddress? {

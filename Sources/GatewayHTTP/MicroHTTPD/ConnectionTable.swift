@@ -232,21 +232,20 @@ final class ConnectionTable: Sendable {
         if signal { self.wake.signal() }
     }
 
-    /// Shuts down every connection whose head is past its deadline at `now`.
+    /// Shuts down every connection whose head is past its deadline at `now`, counted (and told to the
+    /// observer) before the first shutdown: a client that sees its connection end sees it counted.
     /// - Returns: how many were shut down, and the next deadline (nil: none).
     func expire(now: UInt64) -> (expired: Int, next: UInt64?) {
         self.state.withLock { state in
-            var expired = 0
+            var due: [Int32] = []
             var next: UInt64?
             var index = state.entries.values.startIndex
             while index != state.entries.values.endIndex {
                 if let deadline = state.entries.values[index].deadline {
                     if deadline <= now {
-                        // Under the lock `closed` takes: the socket is still open (see the type's comment).
-                        _ = shutdown(state.entries.values[index].fd, Int32(truncatingIfNeeded: SHUT_RDWR))
+                        due.append(state.entries.values[index].fd)
                         state.entries.values[index].deadline = nil
                         state.entries.values[index].shut = true
-                        expired += 1
                     } else {
                         next = min(next ?? deadline, deadline)
                     }
@@ -254,7 +253,10 @@ final class ConnectionTable: Sendable {
                 state.entries.values.formIndex(after: &index)
             }
             state.plannedWake = next.map { $0 + Self.coalescingNanoseconds }
-            return (expired, next)
+            if !due.isEmpty { self.count(.headerTimeout, count: due.count) }
+            // Under the lock `closed` takes: each socket is still open (see the type's comment).
+            for fd in due { _ = shutdown(fd, Int32(truncatingIfNeeded: SHUT_RDWR)) }
+            return (due.count, next)
         }
     }
 
@@ -272,6 +274,11 @@ final class ConnectionTable: Sendable {
                 + counts[HTTPConnectionEvent.uriTooLong.rawValue]
                 + counts[HTTPConnectionEvent.rejectedByLibrary.rawValue]
         )
+    }
+
+    /// How many `event`s were counted so far (the counters alone: callable from the observer).
+    func counted(_ event: HTTPConnectionEvent) -> Int {
+        self.counters.withLock { $0[event.rawValue] }
     }
 
     /// The calling thread's id (a `pthread_t`), the key of its reservation.
@@ -301,7 +308,7 @@ final class ConnectionTable: Sendable {
         while true {
             let now = System.monotonicNanoseconds()
             let (expired, next) = self.expire(now: now)
-            if expired > 0 { self.record(.headerTimeout, count: expired, peer: nil) }
+            if expired > 0 { self.log(.headerTimeout, count: expired, peer: nil) }
             if self.state.withLock({ $0.stopped }) { return }
             if let next {
                 let nanoseconds = (next > now ? next - now : 0) + Self.coalescingNanoseconds
@@ -324,8 +331,18 @@ final class ConnectionTable: Sendable {
 
     /// Counts `count` events, tells the observer, and logs one line per cause per interval.
     private func record(_ event: HTTPConnectionEvent, count: Int, peer: PeerAddress?, status: Int = 0) {
+        self.count(event, count: count)
+        self.log(event, count: count, peer: peer, status: status)
+    }
+
+    /// Counts `count` events and tells the observer.
+    private func count(_ event: HTTPConnectionEvent, count: Int) {
         self.counters.withLock { $0[event.rawValue] += count }
         self.observer?(event, count)
+    }
+
+    /// Logs one line per cause per interval, with the count since the last one.
+    private func log(_ event: HTTPConnectionEvent, count: Int, peer: PeerAddress?, status: Int = 0) {
         let now = System.monotonicNanoseconds()
         var due = 0
         for _ in 0..<count {

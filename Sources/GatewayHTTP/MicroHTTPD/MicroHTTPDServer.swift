@@ -106,7 +106,8 @@ public final class MicroHTTPDServer: Sendable {
     ///     request (for metrics); called on libmicrohttpd's threads, so it must be quick.
     ///   - connectionObserver: told each connection refused at accept and each one closed for a late
     ///     request head, with a count (for metrics); called on libmicrohttpd's threads and the
-    ///     head-deadline thread, so it must be quick.
+    ///     head-deadline thread (holding the connection table's lock, before the late heads are shut
+    ///     down), so it must be quick and must not call the server.
     ///   - handler: turns a request into a response; called on libmicrohttpd's threads.
     public init(
         configuration: Configuration,
