@@ -542,6 +542,9 @@ public final class FDStore: Sendable {
         }
     }
 
+    /// Milliseconds a probe that systemd seems to keep waits for a late hang-up (see ``probe(send:timeout:)``).
+    static let hangUpGrace: Int32 = 500
+
     /// What a probe found.
     public enum ProbeOutcome: Equatable, Sendable {
         /// systemd kept the probe: the store takes descriptors.
@@ -570,9 +573,12 @@ public final class FDStore: Sendable {
         guard FDStoreSender.barrier(send: send, timeout: timeout) else {
             return .unknown("no answer from systemd within \(timeout) ms")
         }
+        // systemd closed a dropped probe before the barrier. The hang-up can still come a little later:
+        // a process started meanwhile (by any thread) holds copies of our descriptors from its fork to
+        // its exec, which closes them (close-on-exec). So a kept probe waits `hangUpGrace` to be sure.
         var probe = pollfd(fd: pair[1], events: 0, revents: 0)
         let hungUp =
-            ((try? System.syscall("poll") { poll(&probe, 1, 0) }) ?? 0) > 0
+            ((try? System.syscall("poll") { poll(&probe, 1, Self.hangUpGrace) }) ?? 0) > 0
             && probe.revents & Int16(POLLHUP) != 0
         if hungUp { return .dropped }
         _ = send("FDSTOREREMOVE=1\nFDNAME=\(Systemd.probeDescriptorName)", [])

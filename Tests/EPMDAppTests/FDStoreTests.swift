@@ -4,6 +4,7 @@ import EPMDRegistry
 import EPMDServer
 import GatewayMetrics
 import Logging
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -96,7 +97,9 @@ enum Poll {
         #expect(read(ends.read, &byte, 1) == 1 && byte == 7)
     }
 
-    @Test("probe: a store that keeps it answers stored (and the probe is removed again); a disabled one drops it")
+    @Test(
+        "probe: a store that keeps it answers stored (and the probe is removed again); a disabled one drops it, also when a process started meanwhile holds a copy of the probe for a while"
+    )
     func probe() throws {
         let kept = try FakeFDStore(path: Self.path(), limit: 10)
         defer { kept.close() }
@@ -110,6 +113,28 @@ enum Poll {
         defer { disabled.close() }
         let sendDisabled = FDStore.notifySender(environment: ["NOTIFY_SOCKET": disabled.path])
         #expect(FDStore.probe(send: sendDisabled, timeout: 5000) == .dropped)
+        // A process that another thread starts between the probe's socketpair and the barrier's pipe
+        // holds a copy of the probe (not of the barrier) from its fork to its exec: the hang-up comes
+        // after the barrier. Here a copy of the probe held 150 ms stands in for such a process.
+        let holders = Mutex<[PosixThread]>([])
+        let forked: @Sendable (String, [Int32]) -> Bool = { message, descriptors in
+            guard message.hasPrefix("FDSTORE=1") else { return sendDisabled(message, descriptors) }
+            let copies = descriptors.map { dup($0) }
+            if let holder = try? PosixThread(
+                name: "fork-window",
+                { [copies] in
+                    usleep(150_000)
+                    for copy in copies where copy >= 0 { close(copy) }
+                }
+            ) {
+                holders.withLock { $0.append(holder) }
+            }
+            return sendDisabled(message, descriptors)
+        }
+        #expect(FDStore.probe(send: forked, timeout: 5000) == .dropped)
+        let threads = holders.withLock { $0 }
+        #expect(threads.count == 1)
+        for thread in threads { thread.join() }
         // Nobody reads: no answer, never a wrong one.
         #expect(FDStore.probe(send: { _, _ in false }, timeout: 100) == .unknown("the probe could not be sent"))
     }

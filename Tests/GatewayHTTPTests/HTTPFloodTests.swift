@@ -217,6 +217,10 @@ import Glibc
 
         #expect(try await flood.waitUntil(within: .seconds(10)) { $0.stillOpen.isEmpty })
         #expect(server.connectionStatistics.headerTimeouts == 16)
+        // The flooder sees the end of its streams at the shutdown; the slots come back when libmicrohttpd
+        // has read that end and closed the connections, on its own thread's next pass.
+        let released = try await Poll.until(timeout: .seconds(5)) { server.connectionStatistics.open == 0 }
+        #expect(released != nil, "slots still held: \(server.connectionStatistics.open)")
         try Self.expectProbesAnswer(port: server.port, "once the flooder's connections reached their deadline")
     }
 
