@@ -99,6 +99,7 @@ public final class HostileClients: @unchecked Sendable {
 
     private let clock = ContinuousClock()
     private let stopped = Atomic<Bool>(false)
+    private let reconnectStopped = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let firstWave = DispatchSemaphore(value: 0)
@@ -161,6 +162,18 @@ public final class HostileClients: @unchecked Sendable {
 
     public var statistics: Statistics { self.stats.withLock { $0 } }
 
+    /// Stops reopening closed connections, then waits (at most `within`) until the crowd holds at most
+    /// `share` connections, and returns its statistics then.
+    ///
+    /// While the crowd reconnects, "open" includes the connections of the last tick that the server has
+    /// not refused yet, or whose refusal the crowd has not read yet: a sample just after a tick on a
+    /// loaded machine counts them all. Once reconnecting stops, what stays open is what the server holds.
+    public func settled(share: Int, within: Duration = .seconds(10)) async throws -> Statistics {
+        self.reconnectStopped.store(true, ordering: .releasing)
+        _ = try await Poll.until(timeout: within) { self.statistics.open <= share }
+        return self.statistics
+    }
+
     // MARK: - The crowd's thread
 
     private func run() {
@@ -190,7 +203,11 @@ public final class HostileClients: @unchecked Sendable {
         self.stats.withLock { $0.ticks += 1 }
         for index in self.slots.indices {
             if self.slots[index].fd < 0 {
-                if self.behaviour.isOneShot || (self.reconnect && self.slots[index].done) { self.open(index) }
+                if self.behaviour.isOneShot
+                    || (self.reconnect && !self.reconnectStopped.load(ordering: .acquiring) && self.slots[index].done)
+                {
+                    self.open(index)
+                }
                 continue
             }
             if case .dribble(let bytes) = self.behaviour, self.slots[index].sent < bytes.count {
