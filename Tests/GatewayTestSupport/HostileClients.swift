@@ -369,7 +369,7 @@ public final class HostileClients: @unchecked Sendable {
     public static func connect(port: UInt16, host: String, from source: String?, within: Duration) throws -> Int32 {
         let fd = socket(
             host.contains(":") ? AF_INET6 : AF_INET,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
             0
         )
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }

@@ -138,7 +138,13 @@ public enum WireClient {
     /// Opens a TCP connection to host:port (IPv4 or IPv6 literal). Blocking, like `connect(2)`; reads on
     /// it go through `collect`, which is bounded.
     public static func connect(port: UInt16, host: String = "127.0.0.1", from source: String? = nil) throws -> Int32 {
-        let fd = socket(host.contains(":") ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a program another test starts at this moment must not keep the connection open
+        // (a registration would then outlive its close here).
+        let fd = socket(
+            host.contains(":") ? AF_INET6 : AF_INET,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0
+        )
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         if let source {
             // A source address of its own (127.0.0.2, ...): a second client host on loopback.

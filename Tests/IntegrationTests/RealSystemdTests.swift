@@ -668,7 +668,8 @@ final class RealSystemd: Sendable {
 }
 
 /// The suite's scope: one container for the whole run of the suite, stopped at its end (also when a test
-/// or the setup fails).
+/// or the setup fails). One such suite at a time in a test process (``ContainerTurn``): two booted
+/// containers beside the other suites are too much for a 2-core machine.
 struct RealSystemdScope: SuiteTrait, TestScoping {
     var isRecursive: Bool { false }
 
@@ -677,14 +678,45 @@ struct RealSystemdScope: SuiteTrait, TestScoping {
         testCase: Test.Case?,
         performing function: @Sendable () async throws -> Void
     ) async throws {
-        let fixture = try await RealSystemd.start()
+        await ContainerTurn.shared.take()
         do {
-            try await RealSystemd.$current.withValue(fixture) { try await function() }
-        } catch {
+            let fixture = try await RealSystemd.start()
+            do {
+                try await RealSystemd.$current.withValue(fixture) { try await function() }
+            } catch {
+                fixture.stop()
+                throw error
+            }
             fixture.stop()
+        } catch {
+            await ContainerTurn.shared.give()
             throw error
         }
-        fixture.stop()
+        await ContainerTurn.shared.give()
+    }
+}
+
+/// Turns at the container, first come first served: the container suites run one after another.
+actor ContainerTurn {
+    static let shared = ContainerTurn()
+
+    private var taken = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func take() async {
+        guard self.taken else {
+            self.taken = true
+            return
+        }
+        await withCheckedContinuation { self.waiting.append($0) }
+    }
+
+    func give() {
+        if self.waiting.isEmpty {
+            self.taken = false
+        } else {
+            self.waiting.removeFirst().resume()
+        }
     }
 }
 
